@@ -1,0 +1,1 @@
+"""Annotation commands: candidates, propose, adjudicate, llm serve."""

@@ -1,0 +1,1 @@
+"""Data-set commands: collect (and later build, release, validate)."""

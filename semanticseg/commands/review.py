@@ -1,0 +1,1 @@
+"""Human review commands: annotate serve | push | pull (Label Studio)."""

@@ -1,0 +1,1 @@
+"""Segmenter commands: train-segmenter, segment, evaluate."""
