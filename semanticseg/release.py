@@ -1,0 +1,247 @@
+"""Built categories -> the SemanticSeg release: splits, HF DatasetDict, parquet shards, card, hub push.
+
+Splits are deterministic and stratified by (category, length bucket). Near-duplicates never cross a split:
+instances are first grouped (union-find) by two relations, and whole groups are assigned to splits:
+- the same source: parts cut from one long source file (a book, a module, a log) share names, style and
+  topic, so a model that saw part 1 in train has seen part 2's test answer in all but text;
+- MinHash near-duplicates (datasketch LSH over word 5-grams): the same text reached us from two sources
+  (e.g. two versions of one licence, a vendored file), which the source relation cannot see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from semanticseg.io import write_json, write_table
+from semanticseg.recipe import Recipe
+from semanticseg.schema import Instance, length_bucket, to_table
+from semanticseg.validate import ValidationReport, validate_splits
+
+SPLIT_ORDER = ("train", "validation", "test")
+# Collect names the parts of one long source "<source>#part-3" (also accepts "#3", "::chunk2", "@part_2").
+_PART_SUFFIX = re.compile(r"(?:#|::|@)(?:part|chunk|window)?[-_]?\d+$")
+
+
+class ReleaseInvalid(ValueError):
+    """The release failed validation; nothing was published."""
+
+
+@dataclass(slots=True)
+class ReleaseSummary:
+    """What a release wrote and how big each split is."""
+
+    out_dir: str
+    splits: dict[str, int]
+    categories: dict[str, dict[str, int]]  # category -> split -> instances
+    groups: int  # near-duplicate groups (each wholly inside one split)
+    files: list[str] = field(default_factory=list)
+    pushed_to: str = ""
+
+
+def source_key(source: str) -> str:
+    """The source file an instance was cut from: its source with any part suffix removed."""
+    return _PART_SUFFIX.sub("", source)
+
+
+def _shingles(text: str, n: int = 5) -> set[bytes]:
+    words = text.split()
+    return {" ".join(words[i : i + n]).encode() for i in range(max(len(words) - n + 1, 1))}
+
+
+def near_duplicate_groups(instances: list[Instance], jaccard: float, num_perm: int = 128) -> list[int]:
+    """Group index per instance: same source file or MinHash Jaccard >= `jaccard` puts two in one group."""
+    from datasketch import MinHash, MinHashLSH
+
+    parent = list(range(len(instances)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        a, b = find(i), find(j)
+        parent[max(a, b)] = min(a, b)
+
+    by_source: dict[str, int] = {}
+    for i, inst in enumerate(instances):
+        union(i, by_source.setdefault(source_key(inst.source), i))
+    lsh = MinHashLSH(threshold=jaccard, num_perm=num_perm)
+    hashes = []
+    for i, inst in enumerate(instances):
+        mh = MinHash(num_perm=num_perm, seed=1)
+        mh.update_batch(sorted(_shingles(inst.text)))
+        hashes.append(mh)
+        for j in lsh.query(mh):  # LSH candidates are approximate: confirm with the estimated Jaccard
+            if mh.jaccard(hashes[j]) >= jaccard:
+                union(i, j)
+        lsh.insert(i, mh)
+    return [find(i) for i in range(len(instances))]
+
+
+def assign_splits(instances: list[Instance], groups: list[int], fractions: dict[str, float], seed: int) -> list[str]:
+    """Split name per instance: whole groups, in a seeded hash order, go where their strata lack most.
+
+    Greedy stratified assignment: each group goes to the split with the largest deficit against its
+    target share, summed over the (category, length bucket) strata of its members, with the category
+    and overall deficits as smaller tie-breakers so small strata still feed validation and test.
+    """
+    names = [s for s in SPLIT_ORDER if s in fractions] + sorted(set(fractions) - set(SPLIT_ORDER))
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    strata = [(inst.category, length_bucket(inst.n_tokens)) for inst in instances]
+    totals: dict[Any, int] = {}
+    for cat, bucket in strata:
+        for key in ((cat, bucket), cat, "all"):
+            totals[key] = totals.get(key, 0) + 1
+    seen: dict[Any, int] = {}
+    counts: dict[tuple[Any, str], int] = {}
+
+    def order(g: int) -> str:
+        first = min(instances[i].id for i in members[g])
+        return hashlib.sha256(f"{seed}:{first}".encode()).hexdigest()
+
+    out = [""] * len(instances)
+    for g in sorted(members, key=order):
+        keys: list[tuple[Any, float]] = []
+        for i in members[g]:
+            cat, bucket = strata[i]
+            keys += [((cat, bucket), 1.0), (cat, 0.1), ("all", 0.01)]
+        for key, _ in keys:
+            seen[key] = seen.get(key, 0) + 1
+
+        def deficit(split: str) -> float:
+            return sum(w * (fractions[split] * seen[k] - counts.get((k, split), 0)) for k, w in keys)
+
+        best = max(names, key=lambda s: (deficit(s), fractions[s]))
+        for i in members[g]:
+            out[i] = best
+        for key, _ in keys:
+            counts[(key, best)] = counts.get((key, best), 0) + 1
+    return out
+
+
+def gather(work_root: Path, categories: list[str] | None = None) -> list[Instance]:
+    """All instances under WORK/<category>/instances.parquet (for the given categories, or every built one)."""
+    from semanticseg.io import read_records
+
+    paths = sorted(Path(work_root).glob("*/instances.parquet"))
+    if categories:
+        paths = [Path(work_root) / c / "instances.parquet" for c in categories]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"not built yet: {', '.join(missing)} (run `semanticseg build` first)")
+    if not paths:
+        raise FileNotFoundError(f"no built category under {work_root} (run `semanticseg build` first)")
+    return [inst for p in paths for inst in read_records(p, Instance)]
+
+
+def write_shards(out_dir: Path, splits: dict[str, list[Instance]], shard_rows: int) -> list[Path]:
+    """Parquet shards in the hub layout, data/<split>-NNNNN-of-MMMMM.parquet, rows sorted by id."""
+    data = out_dir / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    written = []
+    for split, rows in splits.items():
+        rows = sorted(rows, key=lambda r: r.id)
+        n_shards = max(1, -(-len(rows) // shard_rows))
+        for k in range(n_shards):
+            path = data / f"{split}-{k:05d}-of-{n_shards:05d}.parquet"
+            write_table(path, to_table(rows[k * shard_rows : (k + 1) * shard_rows], Instance))
+            written.append(path)
+    return written
+
+
+def save_dataset_dict(out_dir: Path, shards: list[Path]) -> Path:
+    """The release as a Hugging Face DatasetDict saved with save_to_disk (out_dir/dataset)."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables: dict[str, list[pa.Table]] = {}
+    for shard in shards:
+        tables.setdefault(shard.name.split("-", 1)[0], []).append(pq.read_table(shard))
+    datasets.disable_progress_bars()  # the CLI shows its own progress; datasets' bars would interleave with it
+    dd = datasets.DatasetDict({s: datasets.Dataset(pa.concat_tables(t)) for s, t in tables.items()})
+    target, tmp = out_dir / "dataset", out_dir / ".dataset.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    dd.save_to_disk(str(tmp))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def push(out_dir: Path, target: str, private: bool = False) -> str:
+    """Publish a release: a hub repo id ("owner/name") gets DatasetDict.push_to_hub; a local folder or fsspec
+    URL ("file://...", "s3://...") gets the same files the hub repo would hold (card + data/ shards)."""
+    import datasets
+
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", target) and not Path(target).exists() and "://" not in target:
+        dd = datasets.load_from_disk(str(out_dir / "dataset"))
+        dd.push_to_hub(target, private=private)
+        from huggingface_hub import HfApi
+
+        # push_to_hub writes its own minimal README: replace it with the card and add its plots.
+        HfApi().upload_folder(
+            folder_path=str(out_dir), repo_id=target, repo_type="dataset", allow_patterns=["README.md", "plots/*.png"]
+        )
+        return f"https://huggingface.co/datasets/{target}"
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(target)
+    for path in sorted([out_dir / "README.md", *(out_dir / "plots").glob("*.png"), *(out_dir / "data").glob("*.parquet")]):
+        dest = f"{root}/{path.relative_to(out_dir).as_posix()}"
+        fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
+        fs.put_file(str(path), dest)
+    return target
+
+
+def release(
+    work_root: Path,
+    out_dir: Path,
+    recipe: Recipe,
+    categories: list[str] | None = None,
+    push_to_hub: str | None = None,
+) -> tuple[ReleaseSummary, ValidationReport]:
+    """Gather built categories, split, validate, write parquet + DatasetDict + card, and optionally publish.
+
+    Raises ReleaseInvalid (after writing nothing) when the validator finds a problem.
+    """
+    from semanticseg.card import write_card
+
+    instances = gather(work_root, categories)
+    groups = near_duplicate_groups(instances, recipe.near_duplicate_jaccard)
+    labels = assign_splits(instances, groups, recipe.splits, recipe.seed)
+    splits: dict[str, list[Instance]] = {s: [] for s in recipe.splits}
+    for inst, split in zip(instances, labels):
+        splits[split].append(inst)
+    report = validate_splits(splits, recipe)
+    if not report.ok:
+        raise ReleaseInvalid(f"{len(report.errors)} problems, first: " + "; ".join(report.errors[:5]))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards = write_shards(out_dir, splits, recipe.shard_rows)
+    save_dataset_dict(out_dir, shards)
+    card_files = write_card(out_dir, splits, recipe)
+    per_cat: dict[str, dict[str, int]] = {}
+    for split, rows in splits.items():
+        for inst in rows:
+            per_cat.setdefault(inst.category, {s: 0 for s in splits})[split] += 1
+    summary = ReleaseSummary(
+        out_dir=str(out_dir),
+        splits={s: len(r) for s, r in splits.items()},
+        categories=dict(sorted(per_cat.items())),
+        groups=len(set(groups)),
+        files=[str(p.relative_to(out_dir)) for p in [*shards, *card_files]],
+    )
+    if push_to_hub:
+        summary.pushed_to = push(out_dir, push_to_hub)
+    write_json(out_dir / "release.json", {"summary": asdict(summary), "recipe": recipe.to_json()})
+    return summary, report

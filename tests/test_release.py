@@ -1,0 +1,131 @@
+"""`release` and `validate` on real texts: splits, DatasetDict + parquet round trip, card, publishing."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from semanticseg.recipe import load_recipe
+from semanticseg.release import ReleaseInvalid, assign_splits, near_duplicate_groups, push, release
+from semanticseg.schema import Instance, length_bucket
+from semanticseg.validate import instance_errors, validate_path, validate_splits
+
+pytestmark = pytest.mark.slow  # a release takes a few seconds (MinHash, save_to_disk, matplotlib)
+
+
+def _split_of(summary_dir: Path) -> dict[str, str]:
+    import pyarrow.parquet as pq
+
+    return {
+        row["source"]: shard.name.split("-", 1)[0]
+        for shard in (summary_dir / "data").glob("*.parquet")
+        for row in pq.read_table(shard, columns=["source"]).to_pylist()
+    }
+
+
+def test_near_duplicates_group_by_minhash_and_by_source(release_instances):
+    groups = near_duplicate_groups(release_instances, jaccard=0.8)
+    by_source = {i.source: g for i, g in zip(release_instances, groups)}
+    assert by_source["debian:common-licenses/GFDL-1.2"] == by_source["debian:common-licenses/GFDL-1.3"]
+    assert by_source["cpython:Lib/argparse.py#part-1"] == by_source["cpython:Lib/argparse.py#part-2"]
+    assert by_source["debian:common-licenses/MPL-1.1"] != by_source["debian:common-licenses/MPL-2.0"]
+    assert len(set(groups)) == len(release_instances) - 2
+
+
+def test_splits_are_deterministic_stratified_and_keep_groups_together(release_instances):
+    groups = near_duplicate_groups(release_instances, jaccard=0.8)
+    fractions = {"train": 0.6, "validation": 0.2, "test": 0.2}
+    labels = assign_splits(release_instances, groups, fractions, seed=0)
+    assert labels == assign_splits(list(reversed(release_instances)), list(reversed(groups)), fractions, seed=0)[::-1]
+    for g in set(groups):
+        assert len({lab for lab, h in zip(labels, groups) if h == g}) == 1
+    for cat in ("legal", "code"):  # every category feeds every split
+        assert {lab for lab, i in zip(labels, release_instances) if i.category == cat} == set(fractions)
+    assert assign_splits(release_instances, groups, fractions, seed=1) != labels
+
+
+def test_release_round_trips_through_datasets_and_validates(built_work_root, tmp_path):
+    import datasets
+
+    recipe = load_recipe()
+    out = tmp_path / "release"
+    summary, report = release(built_work_root, out, recipe)
+    assert report.ok and sum(summary.splits.values()) == 20
+    assert set(summary.splits) == {"train", "validation", "test"} and all(summary.splits.values())
+
+    split_of = _split_of(out)
+    assert split_of["debian:common-licenses/GFDL-1.2"] == split_of["debian:common-licenses/GFDL-1.3"]
+    assert split_of["cpython:Lib/argparse.py#part-1"] == split_of["cpython:Lib/argparse.py#part-2"]
+
+    columns = [f.name for f in dataclasses.fields(Instance)]
+    dd = datasets.load_from_disk(str(out / "dataset"))
+    assert {s: len(d) for s, d in dd.items()} == summary.splits
+    assert dd["train"].column_names == columns
+    assert dd["train"].features["cuts"].feature.dtype == "int64"
+
+    files = {s: str(out / "data" / f"{s}-*.parquet") for s in summary.splits}
+    loaded = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "hf-cache"))
+    assert {s: len(d) for s, d in loaded.items()} == summary.splits
+    row = loaded["test"][0]
+    bounds = [0, *row["cuts"], len(row["text"])]
+    assert "".join(row["text"][a:b] for a, b in zip(bounds, bounds[1:])) == row["text"]
+    assert validate_path(out, recipe).ok
+
+    card = (out / "README.md").read_text()
+    assert f"| all | 20 | {sum(dd[s]['n_tokens'][i] for s in dd for i in range(len(dd[s]))):,} |" in card
+    assert "| legal | 10 |" in card and "![block length per category](plots/block_tokens.png)" in card
+    for png in ("lengths.png", "block_tokens.png"):
+        assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_release_is_byte_identical_when_repeated(built_work_root, tmp_path):
+    recipe = load_recipe()
+    digests = []
+    for name in ("a", "b"):
+        release(built_work_root, tmp_path / name, recipe)
+        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / name / "data").iterdir()})
+    assert digests[0] == digests[1]
+
+
+def test_validator_finds_broken_instances(release_instances):
+    recipe = load_recipe()
+    good = release_instances[0]
+    assert instance_errors(good, recipe) == []
+    off_candidate = dataclasses.replace(good, cuts=[good.cuts[0] + 1, *good.cuts[1:]])
+    unsorted = dataclasses.replace(good, cuts=good.cuts[::-1])
+    tiny = dataclasses.replace(good, block_tokens=[3, *good.block_tokens[1:]])
+    for bad, words in ((off_candidate, "not at a candidate"), (unsorted, "not sorted"), (tiny, "blocks outside")):
+        assert any(words in e for e in instance_errors(bad, recipe)), words
+    crossing = validate_splits({"train": [good], "test": [dataclasses.replace(good, source="elsewhere")]}, recipe)
+    assert any("id repeated" in e for e in crossing.errors) and any("same text" in e for e in crossing.errors)
+
+
+def test_release_refuses_invalid_instances(built_work_root, tmp_path, release_instances):
+    from semanticseg.io import write_records
+
+    broken = [dataclasses.replace(i, cuts=[1, *i.cuts]) for i in release_instances if i.category == "legal"]
+    write_records(built_work_root / "legal" / "instances.parquet", broken, Instance)
+    with pytest.raises(ReleaseInvalid, match="not at a candidate"):
+        release(built_work_root, tmp_path / "release", load_recipe())
+    assert not (tmp_path / "release" / "data").exists()
+
+
+def test_push_to_a_local_folder_gives_a_loadable_hub_layout(built_work_root, tmp_path):
+    import datasets
+
+    out = tmp_path / "release"
+    summary, _ = release(built_work_root, out, load_recipe())
+    hub = tmp_path / "hub" / "semanticseg"
+    assert push(out, str(hub)) == str(hub)
+    # The card's YAML `configs` header is what the hub uses to find the splits: load the folder by it alone.
+    loaded = datasets.load_dataset(str(hub), cache_dir=str(tmp_path / "hf-cache"))
+    assert {s: len(d) for s, d in loaded.items()} == summary.splits
+    assert (hub / "plots" / "lengths.png").exists()
+
+
+def test_buckets_of_fixture_cover_more_than_one(release_instances):
+    # Guards the stratification tests above: they mean little if every instance sat in one bucket.
+    assert len({length_bucket(i.n_tokens) for i in release_instances}) >= 3
