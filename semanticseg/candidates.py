@@ -36,7 +36,7 @@ _HEADING = re.compile(
     r"|(?i:chapter|book|part|section|act|scene|canto|volume|appendix|prologue|epilogue|preface|introduction)\b"
     r"(?:\s+[\dIVXLCDMivxlcdm]+\b|\s*$|[.:])"
     r"|[IVXLCDM]+\.?\s*$"
-    r"|\d+(?:\.\d+)*\.?\s+[A-Z][^.!?\n]{0,80}$"
+    r"|\d+(?:\.\d+)*\.?\s+[A-Z][^.!?\n]{0,80}\.?$"
     r"|[A-Z][A-Z0-9 ,'’:;&-]{2,60}$)",
 )
 _SETEXT = re.compile(r"^\s*(?:=+|-+)\s*$")

@@ -1,0 +1,223 @@
+"""The `llm` annotator: an LLM chooses cuts among numbered candidate markers, through any
+OpenAI-compatible endpoint (OpenAI, vLLM, the local `semanticseg llm serve`).
+
+The document is shown with markers "[#k]" at its candidates, in overlapping windows when it is long;
+the model answers {"cuts": [k, ...]} (JSON schema output is requested; a tolerant parser and one repair
+turn cover servers that ignore it). Requests run concurrently under a limit; the openai client retries
+429/5xx/timeouts with exponential backoff; every response is cached on disk by model, prompt and
+settings. A window that still has no usable answer makes the whole proposal fail with the reason:
+a document is never cut from a partial or guessed answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from semanticseg.annotators.base import Annotator, ok_proposal
+from semanticseg.annotators.llm_answer import BadAnswer, parse_answer
+from semanticseg.annotators.llm_cache import ResponseCache, request_key
+from semanticseg.annotators.windows import Window, make_windows, merge_choices
+from semanticseg.schema import Candidates, Document, Proposal
+
+CUTS_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "cuts",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"cuts": {"type": "array", "items": {"type": "integer"}}},
+            "required": ["cuts"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+@lru_cache(maxsize=1)
+def _templates() -> Any:
+    """The Jinja2 environment over annotation/prompts (repo checkout or the installed package data)."""
+    import jinja2
+
+    here = Path(__file__).resolve().parents[1]
+    folder = next(p for p in (here.parent / "annotation" / "prompts", here / "_data" / "annotation" / "prompts") if p.exists())
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+
+
+def render(name: str, **values: Any) -> str:
+    """Render the prompt template annotation/prompts/<name>.jinja2."""
+    return _templates().get_template(f"{name}.jinja2").render(**values).strip()
+
+
+def marked_text(text: str, offsets: list[int], window: Window) -> str:
+    """The window's text with "[#k] " inserted at its k-th shown candidate (k from 1)."""
+    parts, pos = [], window.char_start
+    for k, index in enumerate(window.shown, start=1):
+        parts += [text[pos : offsets[index]], f"[#{k}] "]
+        pos = offsets[index]
+    parts.append(text[pos : window.char_end])
+    return "".join(parts)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What one proposal cost: requests sent, cache hits, tokens paid and tokens served from cache."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class LLMAnnotator(Annotator):
+    """Cuts chosen by an LLM behind an OpenAI-compatible endpoint (the local server when none is set)."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        sample: int = 0,
+        temperature: float = 0.8,
+        max_tokens: int = 512,
+        window_tokens: int = 3000,
+        overlap_tokens: int = 300,
+        concurrency: int = 4,
+        timeout_s: float = 120.0,
+        max_retries: int = 4,
+        cache_dir: Path | None = None,
+        structured: bool = True,
+    ) -> None:
+        if window_tokens <= overlap_tokens or concurrency < 1 or max_tokens < 8:
+            raise ValueError("need window_tokens > overlap_tokens, concurrency >= 1 and max_tokens >= 8")
+        self._server = None
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        if base_url is None:
+            from semanticseg.llm_server import start_server
+
+            self._server = start_server()  # reuses a healthy `semanticseg llm serve`
+            base_url, model = self._server.base_url, model or self._server.model
+        if not model:
+            raise ValueError("an LLM endpoint needs a model name (--llm-model)")
+        self.model, self.base_url, self.sample = model, base_url, sample
+        self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "local"
+        # Sample 0 is the greedy answer; samples 1.. are seeded draws at `temperature`.
+        self.temperature = 0.0 if sample == 0 else temperature
+        self.max_tokens, self.window_tokens, self.overlap_tokens = max_tokens, window_tokens, overlap_tokens
+        self.concurrency, self.timeout_s, self.max_retries = concurrency, timeout_s, max_retries
+        self.cache = ResponseCache(cache_dir)
+        self.structured = structured
+        self.name = f"llm:{Path(model).name}#{sample}"
+        self._loop_state: tuple[Any, Any, asyncio.Semaphore] | None = None
+
+    def _client(self) -> tuple[Any, asyncio.Semaphore]:
+        """The AsyncOpenAI client and semaphore for the running event loop (httpx clients are loop-bound)."""
+        loop = asyncio.get_running_loop()
+        if self._loop_state is None or self._loop_state[0] is not loop:
+            from openai import AsyncOpenAI
+
+            client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout_s, max_retries=self.max_retries)
+            self._loop_state = (loop, client, asyncio.Semaphore(self.concurrency))
+        return self._loop_state[1], self._loop_state[2]
+
+    def propose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Proposal:
+        """Synchronous form of apropose (runs its own event loop)."""
+        return asyncio.run(self.apropose(doc, candidates, target_tokens))
+
+    async def apropose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Proposal:
+        """Ask the model window by window (concurrently), merge the windows' choices; fail with a reason."""
+        if not candidates.offsets:
+            return ok_proposal(self.name, doc, candidates, [], windows=0)
+        windows = make_windows(candidates.offsets, candidates.token_offsets, len(doc.text), doc.n_tokens,
+                               self.window_tokens, self.overlap_tokens)
+        tally = _Tally()
+        results = await asyncio.gather(*(self._ask_window(doc, candidates, w, target_tokens, len(windows) > 1, tally) for w in windows))
+        meta = {"windows": len(windows), "requests": tally.requests, "cache_hits": tally.cache_hits,
+                "cached_tokens": tally.cached_tokens, "notes": tally.notes, "model": self.model, "sample": self.sample}
+        errors = [f"window {n + 1}/{len(windows)}: {r}" for n, r in enumerate(results) if isinstance(r, str)]
+        if errors:
+            return Proposal(doc.id, self.name, [], status="failed", error="; ".join(errors),
+                            prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens, meta=meta)
+        proposal = ok_proposal(self.name, doc, candidates, merge_choices(windows, results), **meta)
+        proposal.prompt_tokens, proposal.completion_tokens = tally.prompt_tokens, tally.completion_tokens
+        return proposal
+
+    async def _ask_window(self, doc: Document, candidates: Candidates, window: Window, target_tokens: int,
+                          partial: bool, tally: _Tally) -> list[int] | str:
+        """Global indices of the candidates the model chose in this window, or the reason it failed."""
+        from openai import APIError
+
+        n = len(window.shown)
+        if n == 0:
+            return []
+        span_tokens = (candidates.token_offsets[window.shown[-1]] - candidates.token_offsets[window.shown[0]]) or target_tokens
+        n_cuts = max(1, round(span_tokens / target_tokens))
+        messages = [
+            {"role": "system", "content": render("segment_system")},
+            {"role": "user", "content": render("segment", category=doc.category, n_markers=n, target_tokens=target_tokens,
+                                               n_cuts=n_cuts, partial=partial, text=marked_text(doc.text, candidates.offsets, window))},
+        ]
+        # An answer lists at most every marker: about 3 tokens a number plus the JSON around it.
+        max_tokens = min(self.max_tokens, 24 + 4 * min(n, 3 * n_cuts))
+        try:
+            content, finish = await self._chat(messages, max_tokens, tally)
+            try:
+                answer = parse_answer(content, n, finish)
+            except BadAnswer as err:
+                tally.notes.append(f"repair: {err}")
+                messages += [{"role": "assistant", "content": content or ""},
+                             {"role": "user", "content": render("repair", reason=str(err), n_markers=n)}]
+                content, finish = await self._chat(messages, max_tokens, tally)
+                answer = parse_answer(content, n, finish)
+        except BadAnswer as err:
+            return f"bad answer after one repair: {err}"
+        except APIError as err:
+            return f"server error after {self.max_retries} retries: {type(err).__name__}: {str(err)[:200]}"
+        tally.notes += answer.notes
+        return [window.shown[k - 1] for k in answer.numbers]
+
+    async def _chat(self, messages: list[dict[str, str]], max_tokens: int, tally: _Tally) -> tuple[str | None, str | None]:
+        """One chat completion (from the cache when seen before): (content, finish_reason)."""
+        settings = {"temperature": self.temperature, "max_tokens": max_tokens, "seed": self.sample,
+                    "response_format": CUTS_SCHEMA if self.structured else None}
+        key = request_key(self.model, messages, settings)
+        if (hit := self.cache.get(key)) is not None:
+            tally.cache_hits += 1
+            tally.cached_tokens += hit["usage"]["prompt_tokens"] + hit["usage"]["completion_tokens"]
+            return hit["content"], hit["finish_reason"]
+        from openai import BadRequestError
+
+        client, limit = self._client()
+        extra = {"response_format": CUTS_SCHEMA} if self.structured else {}
+        try:
+            async with limit:
+                tally.requests += 1
+                response = await client.chat.completions.create(model=self.model, messages=messages, temperature=self.temperature,
+                                                                max_tokens=max_tokens, seed=self.sample, **extra)
+        except BadRequestError as err:
+            if not self.structured or "response_format" not in str(err):
+                raise
+            self.structured = False  # this server rejects JSON schema output: rely on the tolerant parser
+            tally.notes.append("server rejected response_format; parsing free text")
+            return await self._chat(messages, max_tokens, tally)
+        choice = response.choices[0] if response.choices else None
+        usage = {"prompt_tokens": getattr(response.usage, "prompt_tokens", 0) or 0,
+                 "completion_tokens": getattr(response.usage, "completion_tokens", 0) or 0}
+        tally.prompt_tokens += usage["prompt_tokens"]
+        tally.completion_tokens += usage["completion_tokens"]
+        content = choice.message.content if choice else None
+        finish = choice.finish_reason if choice else None
+        self.cache.put(key, {"content": content, "finish_reason": finish, "usage": usage})
+        return content, finish
+
+    def close(self) -> None:
+        """Stop the local server if this annotator started it."""
+        if self._server is not None:
+            self._server.stop()
