@@ -1,0 +1,173 @@
+"""`semanticseg build`: collect -> candidates -> propose -> adjudicate -> review -> instances, per category.
+
+Every stage writes its output atomically under WORK/<category>/ with its own completion marker and skips
+itself when that output is complete for the same inputs and settings, so a killed build resumes at the
+stage it was in and ends with the same instances as an uninterrupted one. Review pushes disputed
+documents to Label Studio (and pulls decisions already made) only when a server is configured; otherwise
+the annotators' consensus stands and is marked not human-reviewed. The build follows the release recipe
+and reports, per category and length bucket, how far it got against the recipe's targets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from semanticseg.io import read_records, write_json
+from semanticseg.recipe import Recipe
+from semanticseg.schema import Consensus, Instance, length_bucket
+
+STAGES = ("collect", "candidates", "propose", "adjudicate", "review", "instances")
+
+
+@dataclass(slots=True)
+class BuildConfig:
+    """Settings of one `semanticseg build` (dumped as WORK/<category>/build.config.json)."""
+
+    categories: list[str]
+    work_root: str
+    source: str = "offline"
+    limit: int | None = None  # documents per category; None = all the source has
+    annotators: list[str] = field(default_factory=lambda: ["structure", "similarity", "llm"])
+    target_tokens: int = 512
+    agreement_threshold: float = 0.6
+    label_studio_url: str = ""  # empty: no human review, the consensus stands
+    force: bool = False
+
+
+@dataclass(slots=True)
+class CategoryReport:
+    """What the build of one category produced, and its shortfall against the recipe."""
+
+    category: str
+    stages: dict[str, str]  # stage -> "ran" or "skipped" (already complete)
+    documents: int
+    instances: int
+    dropped: dict[str, int]
+    disputed: int
+    human_reviewed: int
+    agreement: float
+    built: dict[str, int]  # length bucket -> instances
+    target: dict[str, int]
+    shortfall: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+
+
+def _llm_available(names: list[str], recipe: Recipe, source: str) -> tuple[list[str], list[str], Any]:
+    """Annotators to use, notes, and a local server to stop later: offline, "llm" needs the local server."""
+    if not any(n.split(":")[0] == "llm" for n in names) or os.environ.get("OPENAI_BASE_URL"):
+        return names, [], None
+    if recipe.offline_llm == "off" and source == "offline":
+        return [n for n in names if n.split(":")[0] != "llm"], ["llm annotator off in the recipe (offline.llm)"], None
+    try:
+        from semanticseg.llm_server import start_server
+
+        return names, [], start_server()
+    except Exception as err:  # no model package, no transformers serve, port taken: build without it, say so
+        return [n for n in names if n.split(":")[0] != "llm"], [f"llm annotator skipped: local server did not start ({err})"], None
+
+
+@contextmanager
+def _stage(progress: Any, overall: Any, label: str):
+    """Run a stage under the one progress display: its own bars are removed when it ends."""
+    before = set(progress.task_ids) if progress else set()
+    if progress:
+        progress.update(overall, info=label)
+    yield
+    if progress:
+        for task in set(progress.task_ids) - before:
+            progress.remove_task(task)
+        progress.advance(overall)
+
+
+def _review(work_dir: Path, url: str, api_key: str, progress: Any) -> str:
+    """Push disputed documents to Label Studio and pull decisions already made; "skipped" with no server."""
+    if not url:
+        return "skipped"
+    from semanticseg.labelstudio import pull, push
+
+    pushed = push(work_dir, url, api_key, progress=progress)
+    pulled = pull(work_dir, url, api_key)
+    return f"ran (pushed {pushed.pushed}, pulled {pulled.pulled}, queued {pulled.queued})"
+
+
+def build_category(
+    category: str, config: BuildConfig, recipe: Recipe, progress: Any = None, overall: Any = None, api_key: str = ""
+) -> CategoryReport:
+    """Run every stage for one category under WORK/<category>/ and report what it built."""
+    from semanticseg.adjudicate import run_adjudicate
+    from semanticseg.annotators.propose import run_propose
+    from semanticseg.candidates import run_candidates
+    from semanticseg.collect import collect
+    from semanticseg.instances import run_instances
+
+    work_dir = Path(config.work_root) / category
+    work_dir.mkdir(parents=True, exist_ok=True)
+    write_json(work_dir / "build.config.json", {"config": asdict(config), "recipe": recipe.to_json()})
+    stages: dict[str, str] = {}
+
+    def mark(name: str, summary: dict[str, Any]) -> None:
+        stages[name] = "skipped" if summary.get("skipped") else "ran"
+
+    with _stage(progress, overall, f"{category}: collect"):
+        mark("collect", collect(
+            category, work_dir, source=config.source, limit=config.limit,
+            min_tokens=recipe.min_tokens, max_tokens=recipe.max_tokens, encoding=recipe.encoding,
+        ))
+    with _stage(progress, overall, f"{category}: candidates"):
+        mark("candidates", run_candidates(work_dir, encoding=recipe.encoding, force=config.force, progress=progress))
+    with _stage(progress, overall, f"{category}: propose"):
+        mark("propose", run_propose(work_dir, annotators=config.annotators, target_tokens=config.target_tokens, progress=progress))
+    with _stage(progress, overall, f"{category}: adjudicate"):
+        mark("adjudicate", run_adjudicate(work_dir, threshold=config.agreement_threshold))
+    with _stage(progress, overall, f"{category}: review"):
+        stages["review"] = _review(work_dir, config.label_studio_url, api_key, progress)
+    with _stage(progress, overall, f"{category}: instances"):
+        summary = run_instances(work_dir, recipe, force=config.force, progress=progress)
+        mark("instances", summary)
+    return _report(category, work_dir, recipe, stages, summary)
+
+
+def _report(category: str, work_dir: Path, recipe: Recipe, stages: dict[str, str], summary: dict[str, Any]) -> CategoryReport:
+    rows: list[Instance] = read_records(work_dir / "instances.parquet", Instance)
+    consensus: list[Consensus] = read_records(work_dir / "consensus.parquet", Consensus)
+    built = Counter(length_bucket(r.n_tokens) for r in rows)
+    target = recipe.target(category)
+    return CategoryReport(
+        category=category,
+        stages=stages,
+        documents=summary.get("documents", 0),
+        instances=len(rows),
+        dropped=summary.get("dropped", {}),
+        disputed=sum(c.disputed for c in consensus),
+        human_reviewed=sum(r.human_reviewed for r in rows),
+        agreement=round(sum(r.agreement for r in rows) / len(rows), 4) if rows else 0.0,
+        built={b: built.get(b, 0) for b in target},
+        target=target,
+        shortfall={b: max(target[b] - built.get(b, 0), 0) for b in target},
+    )
+
+
+def build(config: BuildConfig, recipe: Recipe, progress: Any = None, label_studio_api_key: str = "") -> list[CategoryReport]:
+    """Build every category in config.categories; write a build_report.json per category; return the reports.
+
+    The Label Studio token is a parameter, not part of the config, so it never lands in a JSON dump.
+    """
+    annotators, notes, server = _llm_available(config.annotators, recipe, config.source)
+    config.annotators = annotators
+    overall = progress.add_task("build", total=len(STAGES) * len(config.categories), info="") if progress else None
+    reports = []
+    try:
+        for category in config.categories:
+            report = build_category(category, config, recipe, progress, overall, label_studio_api_key)
+            report.notes = list(notes)
+            write_json(Path(config.work_root) / category / "build_report.json", asdict(report))
+            reports.append(report)
+    finally:
+        if server is not None:
+            server.stop()
+    return reports
