@@ -129,3 +129,23 @@ def test_push_to_a_local_folder_gives_a_loadable_hub_layout(built_work_root, tmp
 def test_buckets_of_fixture_cover_more_than_one(release_instances):
     # Guards the stratification tests above: they mean little if every instance sat in one bucket.
     assert len({length_bucket(i.n_tokens) for i in release_instances}) >= 3
+
+
+def test_cli_release_then_validate_and_a_broken_release_fails(built_work_root, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from semanticseg.cli import app
+
+    out = tmp_path / "release"
+    runner = CliRunner()
+    done = runner.invoke(app, ["release", "--work", str(built_work_root), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert runner.invoke(app, ["validate", str(out)]).exit_code == 0
+    # Move one test row into train as well: the same id in two splits must fail validation.
+    test_shard = next((out / "data").glob("test-*.parquet"))
+    train_shard = next((out / "data").glob("train-*.parquet"))
+    pq.write_table(pa.concat_tables([pq.read_table(train_shard), pq.read_table(test_shard).slice(0, 1)]), train_shard)
+    broken = runner.invoke(app, ["validate", str(out)])
+    assert broken.exit_code == 1 and "id repeated" in broken.output

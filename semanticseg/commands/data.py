@@ -1,1 +1,158 @@
 """Data-set commands: collect (and later build, release, validate)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from semanticseg.cli import app
+from semanticseg.commands.common import console, fail, progress_bar
+
+
+# ---- build, release, validate (semanticseg/build.py, release.py, validate.py) ----
+
+RECIPE = typer.Option(None, "--recipe", help="Release recipe TOML (default: pipelines/release.toml).")
+
+
+def _recipe(path: Path | None):
+    from semanticseg.recipe import load_recipe
+
+    try:
+        return load_recipe(path)
+    except (OSError, ValueError) as err:
+        raise fail(f"cannot read the release recipe: {err}") from None
+
+
+@app.command("build")
+def build_cmd(
+    category: list[str] = typer.Option(None, "--category", "-c", help="Category to build (repeat for several), e.g. code."),
+    all_categories: bool = typer.Option(False, "--all", help="Build every category."),
+    work: Path = typer.Option(Path("work"), "--work", help="Work root: each category's stage outputs go to WORK/<category>/."),
+    source: str = typer.Option("offline", "--source", help="offline (embedded corpora, no network) or hub (the online sources)."),
+    limit: int = typer.Option(
+        None, "--limit", min=1,
+        help="Documents per category (default: the recipe's offline.documents_per_category offline; all of them online).",
+    ),
+    annotators: str = typer.Option(None, "--annotators", help="Comma-separated annotators (default: the recipe's, e.g. structure,similarity,llm)."),
+    target_tokens: int = typer.Option(None, "--target-tokens", min=1, help="Mean block length annotators aim for (default: the recipe's)."),
+    threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Agreement under which a document is disputed (default: the recipe's)."),
+    label_studio_url: str = typer.Option(
+        None, "--label-studio-url", envvar="LABEL_STUDIO_URL",
+        help="Push disputed documents to this Label Studio (token: $LABEL_STUDIO_API_KEY). Unset: the consensus stands, not human-reviewed.",
+    ),
+    recipe_path: Path = RECIPE,
+    force: bool = typer.Option(False, "--force", help="Redo the candidates and instances stages even when complete."),
+) -> None:
+    """Build categories end to end: collect -> candidates -> propose -> adjudicate -> review -> instances.
+
+    Resumable: a killed build picks up at the stage it was in. Ends with instances per length bucket against
+    the release recipe's targets.
+
+    Examples:
+      semanticseg build --category code
+      semanticseg build --all --limit 4 --annotators structure,similarity
+    """
+    from semanticseg.build import BuildConfig, build
+    from semanticseg.collect import CATEGORIES
+
+    recipe = _recipe(recipe_path)
+    if all_categories == bool(category):
+        raise fail("give --category NAME (repeatable) or --all, not both and not neither")
+    cats = list(CATEGORIES) if all_categories else list(dict.fromkeys(category))
+    unknown = sorted(set(cats) - set(CATEGORIES))
+    if unknown:
+        raise fail(f"unknown category {', '.join(unknown)}; known: {', '.join(CATEGORIES)}")
+    names = [a.strip() for a in annotators.split(",") if a.strip()] if annotators else recipe.annotators
+    config = BuildConfig(
+        categories=cats,
+        work_root=str(work),
+        source=source,
+        limit=limit if limit is not None else (recipe.offline_documents if source == "offline" else None),
+        annotators=names,
+        target_tokens=target_tokens or recipe.target_block_tokens,
+        agreement_threshold=threshold if threshold is not None else recipe.agreement_threshold,
+        label_studio_url=label_studio_url or "",
+        force=force,
+    )
+    try:
+        with progress_bar() as progress:
+            reports = build(config, recipe, progress, label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY", ""))
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        raise fail(str(err)) from None
+    _print_build(reports)
+
+
+def _print_build(reports) -> None:
+    from rich.table import Table
+
+    table = Table(title="SemanticSeg build: instances built / recipe target per length bucket")
+    for col in ("category", "docs", "instances", "dropped", "disputed", "human", "agreement", *reports[0].target, "stages"):
+        table.add_column(col, justify="left" if col in ("category", "stages") else "right")
+    for r in reports:
+        ran = ",".join(s for s, how in r.stages.items() if how.startswith("ran")) or "all skipped (complete)"
+        table.add_row(
+            r.category, str(r.documents), str(r.instances), str(sum(r.dropped.values())), str(r.disputed),
+            str(r.human_reviewed), f"{r.agreement:.3f}", *(f"{r.built[b]}/{r.target[b]}" for b in r.target), f"ran: {ran}",
+        )
+    console.print(table)
+    for note in dict.fromkeys(n for r in reports for n in r.notes):
+        console.print(f"[yellow]note:[/] {note}")
+    short = sum(sum(r.shortfall.values()) for r in reports)
+    console.print(f"shortfall against the recipe: {short:,} instances; `semanticseg release` gathers what was built.")
+
+
+@app.command("release")
+def release_cmd(
+    work: Path = typer.Option(Path("work"), "--work", help="Work root that `semanticseg build` filled."),
+    out: Path = typer.Option(Path("release"), "--out", help="Release folder: data/<split>-*.parquet, dataset/ (DatasetDict), README.md card, plots/."),
+    category: list[str] = typer.Option(None, "--category", "-c", help="Only these built categories (default: every built one)."),
+    push_to_hub: str = typer.Option(
+        None, "--push-to-hub",
+        help="Publish: a hub repo id (owner/name, uses DatasetDict.push_to_hub and your HF token) or a folder / fsspec URL.",
+    ),
+    recipe_path: Path = RECIPE,
+) -> None:
+    """Gather built categories into SemanticSeg: stratified splits, validation, DatasetDict + parquet, card.
+
+    Examples:
+      semanticseg release
+      semanticseg release --out release --push-to-hub my-org/SemanticSeg
+    """
+    from semanticseg.release import ReleaseInvalid, release
+
+    recipe = _recipe(recipe_path)
+    try:
+        with console.status("splitting, validating, writing the release"):
+            summary, _ = release(work, out, recipe, categories=category or None, push_to_hub=push_to_hub)
+    except (ReleaseInvalid, FileNotFoundError) as err:
+        raise fail(str(err)) from None
+    console.print(f"released {sum(summary.splits.values())} instances to {out}: " + ", ".join(f"{s} {n}" for s, n in summary.splits.items()))
+    console.print(f"{summary.groups} near-duplicate groups, each inside one split; validation passed")
+    if summary.pushed_to:
+        console.print(f"published to {summary.pushed_to}")
+
+
+@app.command("validate")
+def validate_cmd(
+    path: Path = typer.Argument(..., help="A release folder (data/<split>-*.parquet) or one instances.parquet."),
+    recipe_path: Path = RECIPE,
+) -> None:
+    """Check a release: cuts inside the text, sorted, unique, at candidates; block bounds; ids unique; splits disjoint.
+
+    Exits 1 when any check fails. Example: semanticseg validate release
+    """
+    from semanticseg.validate import MAX_ERRORS_SHOWN, validate_path
+
+    recipe = _recipe(recipe_path)
+    try:
+        report = validate_path(path, recipe)
+    except FileNotFoundError as err:
+        raise fail(str(err)) from None
+    console.print("checked " + ", ".join(f"{s}: {n}" for s, n in report.instances.items()))
+    for err in report.errors[:MAX_ERRORS_SHOWN]:
+        console.print(f"[red]x[/] {err}")
+    if not report.ok:
+        raise fail(f"{len(report.errors)} problems", code=1)
+    console.print("[green]valid[/]")
