@@ -1,0 +1,260 @@
+"""sources -> documents: normalise, cut long texts at natural boundaries into the token window, dedup.
+
+`collect(category, out_dir, ...)` reads the category's source (offline: text shipped in packages; online:
+a streamed hub data set), normalises each text (Unicode NFC, \\n newlines), keeps a text whole when it fits
+the window [min_tokens, max_tokens], cuts a longer one at its category's natural boundaries (headings,
+top-level definitions, info nodes, scenes, blank lines) into several documents inside the window, drops
+exact duplicates (content hash) and near duplicates (MinHash LSH over word 5-grams, datasketch), and
+writes OUT/documents.parquet atomically with a completion marker. A rerun with the same settings skips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from semanticseg.io import fingerprint, is_done, mark_done, read_summary, write_json, write_records
+from semanticseg.pipelines import CategoryRecipe, load_categories, load_category
+from semanticseg.schema import LENGTH_BUCKETS, Document, length_bucket
+from semanticseg.sources import RawText, Skipped
+from semanticseg.tokens import DEFAULT_ENCODING, get_encoding
+
+CATEGORIES: tuple[str, ...] = tuple(load_categories())
+OUTPUT = "documents.parquet"
+_VERSION = 1  # bump when cutting or dedup changes, so old outputs are not taken as complete
+
+# Where a category's texts may be cut: a regex whose matches are the starts of new sections.
+BOUNDARIES: dict[str, str] = {
+    "paragraph": r"(?<=\n\n)(?=\S)",
+    "markdown": r"(?m)^(?=#{1,3} )",
+    "rst": r"(?m)^(?=[^\n]+\n[=\-~^*#]{3,}\n)",
+    "latex": r"(?m)^(?=\\(?:chapter|section|subsection)\*?\{)",
+    "code": r"(?m)^(?=(?:def |class |async def |@|if __name__))",
+    "info": r"(?m)^(?=File: [^\n]*Node: )",
+    "play": r"(?m)^(?=\s*(?:ACT|Act|SCENE|Scene|Actus|Scena)\b)",
+    "wiki": r"(?m)^(?==+ ?[^=\n]+ ?=+\s*$)",
+    "dictionary": r"(?<=\n\n)(?=[^\s])",
+    "session": r"(?m)^(?=## )",
+    "faq": r"(?m)^(?=[^\n]+\n[=\-~^*#]{3,}\n|\d+(?:\.\d+)+\. \S)",
+}
+_FALLBACKS = (r"(?<=\n\n)(?=\S)", r"(?<=\n)(?=\S)")  # paragraph, then line, for sections still too long
+
+
+class EmptySource(ValueError):
+    """The source gave no readable text, or nothing inside the token window."""
+
+
+@dataclass(slots=True)
+class CollectConfig:
+    """Settings of one collect run (dumped beside its output as collect.config.json)."""
+
+    category: str
+    source: str = "offline"
+    limit: int | None = None
+    min_tokens: int = 2000
+    max_tokens: int = 32000
+    encoding: str = DEFAULT_ENCODING
+    near_duplicate_jaccard: float = 0.8
+    seed: int = 0
+
+
+def normalise(text: str) -> str:
+    """Unicode NFC, \\r\\n and \\r -> \\n, surrounding blank space stripped."""
+    return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+
+
+def document_id(category: str, text: str) -> str:
+    """Stable content-hash id: sha256 of the category and the normalised text, first 16 hex digits."""
+    return hashlib.sha256(f"{category}\n{text}".encode()).hexdigest()[:16]
+
+
+def _split_at(text: str, pattern: str) -> list[str]:
+    starts = sorted({m.start() for m in re.finditer(pattern, text)} - {0})
+    bounds = [0, *starts, len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def sections(text: str, boundary: str, max_tokens: int, count) -> list[tuple[str, int]]:
+    """Text split at its boundaries, over-long sections split again at paragraphs then lines.
+
+    Concatenating the sections gives the text back exactly. Returns (section, tokens) pairs; a section
+    still over max_tokens (one enormous line) stays as it is and is dropped by the caller.
+    """
+    out: list[tuple[str, int]] = []
+    todo = [(piece, 0) for piece in _split_at(text, BOUNDARIES[boundary])]
+    while todo:
+        piece, level = todo.pop(0)
+        n = count(piece)
+        if n > max_tokens and level < len(_FALLBACKS):
+            todo[:0] = [(p, level + 1) for p in _split_at(piece, _FALLBACKS[level])]
+        else:
+            out.append((piece, n))
+    return out
+
+
+def cut(text: str, boundary: str, min_tokens: int, max_tokens: int, count, seed: str) -> Iterator[str]:
+    """Documents inside [min_tokens, max_tokens] cut from one text at natural boundaries.
+
+    A text that fits the window is kept whole. A longer one is packed section by section up to a target
+    length drawn log-uniformly from the window (seeded by the text's source, so reruns cut the same way):
+    documents spread over the length buckets instead of all piling up just under max_tokens. Pieces that
+    end up shorter than min_tokens are not yielded.
+    """
+    if count(text) <= max_tokens:
+        yield text
+        return
+    rng = random.Random(seed)
+    target = lambda: int(min_tokens * (max_tokens / min_tokens) ** rng.random())  # noqa: E731
+    goal, parts, size = target(), [], 0
+    for piece, n in sections(text, boundary, max_tokens, count):
+        if parts and (size + n > max_tokens or (size >= min_tokens and size + n > goal)):
+            yield "".join(parts).strip()
+            goal, parts, size = target(), [], 0
+        parts.append(piece)
+        size += n
+    if parts:
+        yield "".join(parts).strip()
+
+
+class NearDuplicates:
+    """MinHash LSH over word 5-gram shingles (datasketch): has a similar text been seen?"""
+
+    def __init__(self, threshold: float, num_perm: int = 64) -> None:
+        from datasketch import MinHashLSH
+
+        self.num_perm = num_perm
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+
+    def seen(self, key: str, text: str) -> bool:
+        """True if a near-duplicate of text was added before; otherwise remember text and return False."""
+        from datasketch import MinHash
+
+        words = text.split()
+        shingles = {" ".join(words[i : i + 5]).encode() for i in range(max(len(words) - 4, 1))}
+        mh = MinHash(num_perm=self.num_perm, seed=1)
+        mh.update_batch(list(shingles))
+        if self.lsh.query(mh):
+            return True
+        self.lsh.insert(key, mh)
+        return False
+
+
+def raw_texts(recipe: CategoryRecipe, source: str) -> Iterator[RawText | Skipped]:
+    """The category's raw texts from its offline or online source."""
+    if source == "offline":
+        from semanticseg.sources.offline import read_offline
+
+        return read_offline(recipe.offline.reader, recipe.offline.params)
+    if source in {"online", "hub"}:
+        from semanticseg.sources.online import stream_online
+
+        return stream_online(recipe.online)
+    raise ValueError(f"unknown source {source!r}: use offline or online")
+
+
+def build_documents(
+    texts: Iterable[RawText | Skipped], config: CollectConfig, recipe: CategoryRecipe, licence: str, on_text=None
+) -> tuple[list[Document], dict[str, Any]]:
+    """Normalise, cut, dedup: the documents of a collect run and its summary (dropped counts by reason)."""
+    enc = get_encoding(config.encoding)
+    count = lambda s: len(enc.encode(s, disallowed_special=()))  # noqa: E731
+    near = NearDuplicates(config.near_duplicate_jaccard)
+    docs: list[Document] = []
+    seen_ids: set[str] = set()
+    dropped: Counter[str] = Counter()
+    n_texts = 0
+    for raw in texts:
+        if isinstance(raw, Skipped):
+            dropped[f"file {raw.reason}"] += 1
+            continue
+        n_texts += 1
+        text = normalise(raw.text)
+        pieces = list(cut(text, recipe.boundary, config.min_tokens, config.max_tokens, count, f"{config.seed}:{raw.source}"))
+        for part, piece in enumerate(pieces):
+            n_tokens = count(piece)
+            if n_tokens < config.min_tokens:
+                dropped["shorter than min_tokens"] += 1
+                continue
+            if n_tokens > config.max_tokens:
+                dropped["longer than max_tokens (no boundary)"] += 1
+                continue
+            doc_id = document_id(config.category, piece)
+            if doc_id in seen_ids:
+                dropped["exact duplicate"] += 1
+                continue
+            seen_ids.add(doc_id)
+            if near.seen(doc_id, piece):
+                dropped["near duplicate"] += 1
+                continue
+            meta = {"origin": raw.source, "part": part, "parts": len(pieces), **raw.meta}
+            docs.append(Document(doc_id, config.category, raw.source, licence, piece, len(piece), n_tokens, meta))
+            if config.limit is not None and len(docs) >= config.limit:
+                break
+        if on_text is not None:
+            on_text(len(docs), raw.source)
+        if config.limit is not None and len(docs) >= config.limit:
+            break
+    if n_texts == 0:
+        raise EmptySource(f"{config.category}: the {config.source} source gave no readable text ({dict(dropped)})")
+    if not docs:
+        raise EmptySource(
+            f"{config.category}: no document inside [{config.min_tokens}, {config.max_tokens}] tokens "
+            f"from {n_texts} texts ({dict(dropped)})"
+        )
+    return docs, _summary(docs, dropped, n_texts)
+
+
+def _summary(docs: list[Document], dropped: Counter[str], n_texts: int) -> dict[str, Any]:
+    buckets = Counter(length_bucket(d.n_tokens) for d in docs)
+    return {
+        "documents": len(docs),
+        "tokens": sum(d.n_tokens for d in docs),
+        "texts_read": n_texts,
+        "buckets": {name: buckets.get(name, 0) for name, _, _ in LENGTH_BUCKETS},
+        "dropped": dict(sorted(dropped.items())),
+    }
+
+
+def collect(
+    category: str,
+    out_dir: Path,
+    source: str = "offline",
+    limit: int | None = None,
+    min_tokens: int = 2000,
+    max_tokens: int = 32000,
+    encoding: str = DEFAULT_ENCODING,
+    near_duplicate_jaccard: float = 0.8,
+    force: bool = False,
+    on_text=None,
+) -> dict[str, Any]:
+    """Collect one category's documents into out_dir/documents.parquet; return the run's summary.
+
+    Skips (summary["skipped"] = True) when the output is already complete for the same settings.
+    Raises ValueError for an unknown category or min_tokens > max_tokens, EmptySource for an empty source.
+    on_text(documents_so_far, source) is called after each raw text (for progress display).
+    """
+    if min_tokens > max_tokens:
+        raise ValueError(f"--min-tokens {min_tokens} is greater than --max-tokens {max_tokens}")
+    if min_tokens < 1:
+        raise ValueError("--min-tokens must be at least 1")
+    recipe = load_category(category)
+    config = CollectConfig(category, source, limit, min_tokens, max_tokens, encoding, near_duplicate_jaccard)
+    out_dir = Path(out_dir)
+    output = out_dir / OUTPUT
+    recipe_json = {k: v for k, v in asdict(recipe).items() if k != "path"}
+    fp = fingerprint({"config": asdict(config), "recipe": recipe_json, "version": _VERSION})
+    if not force and is_done(output, fp):
+        return {**read_summary(output), "skipped": True}
+    licence = recipe.offline.licence if source == "offline" else recipe.online.licence
+    docs, summary = build_documents(raw_texts(recipe, source), config, recipe, licence, on_text)
+    write_json(out_dir / "collect.config.json", {"config": asdict(config), "recipe": recipe_json})
+    write_records(output, docs, Document)
+    mark_done(output, fp, summary)
+    return {**summary, "skipped": False}

@@ -1,0 +1,76 @@
+"""Container formats some packages ship their text in, parsed into (source suffix, text) units.
+
+Each parser takes a decoded file and returns its units in order. The text inside is the package's own;
+where a format has no plain-text rendering (a YAML list of conversation turns) the parser lays the
+turns out one per line with a speaker label, and says so here.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+
+Units = list[tuple[str, str]]
+
+
+def whole(text: str) -> Units:
+    """The whole file is one unit."""
+    return [("", text)]
+
+
+def lines(text: str) -> Units:
+    """One unit per non-empty line (corpora that store one article per line, e.g. gensim's Lee corpus)."""
+    return [(f"#L{i + 1}", line.strip()) for i, line in enumerate(text.split("\n")) if line.strip()]
+
+
+def info_manual(text: str) -> Units:
+    """A GNU info file: drop the 0x1f node separators (the `File: ..., Node: ...` lines stay as headings)."""
+    return [("", text.replace("\x1f\n", "\n").replace("\x1f", ""))]
+
+
+def chatterbot_yaml(text: str) -> Units:
+    """A chatterbot-corpus YAML file: each conversation's turns alternate between two speakers.
+
+    The corpus stores turns as bare strings; we label them "A:"/"B:" so the turn structure survives.
+    A heading with the file's categories opens it (it is the session topic in multi-session documents).
+    """
+    import yaml
+
+    data = yaml.safe_load(text) or {}
+    topic = ", ".join(str(c) for c in data.get("categories", []))
+    convs = []
+    for conv in data.get("conversations", []):
+        turns = [t for t in (conv if isinstance(conv, list) else [conv]) if isinstance(t, str)]
+        convs.append("\n".join(f"{'AB'[i % 2]}: {turn.strip()}" for i, turn in enumerate(turns)))
+    body = "\n\n".join(c for c in convs if c)
+    return [("", f"## {topic}\n\n{body}" if topic else body)] if body else []
+
+
+_NS = re.compile(r"^\{[^}]*\}")
+
+
+def mediawiki_xml(text: str) -> Units:
+    """A MediaWiki XML dump: one unit per main-namespace, non-redirect page (title heading + wikitext)."""
+    units: Units = []
+    root = ET.fromstring(text)
+    for page in root.iter():
+        if _NS.sub("", page.tag) != "page":
+            continue
+        fields = {_NS.sub("", el.tag): el for el in page.iter()}
+        if (fields.get("ns") is not None and fields["ns"].text != "0") or "redirect" in fields:
+            continue
+        title, body = fields.get("title"), fields.get("text")
+        if title is None or body is None or not body.text:
+            continue
+        units.append((f"#{title.text}", f"= {title.text} =\n\n{body.text}"))
+    return units
+
+
+FORMATS: dict[str, Callable[[str], Units]] = {
+    "text": whole,
+    "lines": lines,
+    "info": info_manual,
+    "chatterbot_yaml": chatterbot_yaml,
+    "mediawiki_xml": mediawiki_xml,
+}
