@@ -1,1 +1,140 @@
 """Human review commands: annotate serve | push | pull (Label Studio)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from semanticseg.cli import app
+from semanticseg.commands.common import console, fail, progress_bar
+
+annotate = typer.Typer(
+    help=(
+        "Human review of disputed documents in a real Label Studio.\n\n"
+        "Loop: `semanticseg annotate serve` (once), `semanticseg annotate push --category code`, review the "
+        "tasks in the browser, `semanticseg annotate pull --category code` (as often as you like)."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(annotate, name="annotate")
+
+WORK = typer.Option(Path("work"), "--work", help="Work root: category folders and the Label Studio data (WORK/labelstudio) live here.")
+CATEGORY = typer.Option(..., "--category", "-c", help="Category whose WORK/<category>/consensus.parquet is reviewed, e.g. code.")
+URL = typer.Option(None, "--url", help="Label Studio URL; else $LABEL_STUDIO_URL, else the server `annotate serve` started.")
+API_KEY = typer.Option(None, "--api-key", help="API token, legacy or personal access token; else $LABEL_STUDIO_API_KEY, else the one `annotate serve` made.")
+PROJECT = typer.Option(None, "--project", help="Project title; else 'SemanticSeg review: <category>'.")
+
+
+def _server_dir(work: Path) -> Path:
+    return work / "labelstudio"
+
+
+def _connection(work: Path, url: str | None, api_key: str | None) -> tuple[str, str]:
+    """Flags, else environment, else the credentials `annotate serve` kept under the work root."""
+    from semanticseg.labelstudio_server import load_credentials
+
+    kept = load_credentials(_server_dir(work))
+    url = url or os.environ.get("LABEL_STUDIO_URL") or (kept.url if kept else None)
+    api_key = api_key or os.environ.get("LABEL_STUDIO_API_KEY") or (kept.token if kept else None)
+    if not url:
+        raise fail("no Label Studio URL: pass --url, set LABEL_STUDIO_URL, or run `semanticseg annotate serve` first")
+    return url, api_key or ""
+
+
+def _category_dir(work: Path, category: str) -> Path:
+    folder = work / category
+    if not (folder / "consensus.parquet").exists():
+        raise fail(f"{folder / 'consensus.parquet'} does not exist: run `semanticseg adjudicate --category {category}` first")
+    return folder
+
+
+def _report(summary, counts: str) -> None:
+    """One line of counts, then every skip with its reason (they are retried on the next run)."""
+    console.print(f"project {summary.project_id}: {counts}, {len(summary.skipped)} skipped")
+    for skip in summary.skipped:
+        console.print(f"  skipped {skip}")
+
+
+@annotate.command("serve")
+def serve_cmd(
+    work: Path = WORK,
+    port: int = typer.Option(8085, "--port", help="Loopback port to serve on."),
+    stop: bool = typer.Option(False, "--stop", help="Stop the server started for this work root instead."),
+    timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for /health (first start takes about a minute)."),
+) -> None:
+    """Start a local Label Studio (own virtualenv, preset admin and token, no browser) and wait until healthy.
+
+    Username, password and token come from LABEL_STUDIO_USERNAME / LABEL_STUDIO_PASSWORD /
+    LABEL_STUDIO_API_KEY, else are generated once, printed, and kept in WORK/labelstudio/credentials.json.
+
+    Examples: `semanticseg annotate serve`, `semanticseg annotate serve --stop`
+    """
+    from semanticseg import labelstudio_server
+
+    if stop:
+        stopped = labelstudio_server.stop(_server_dir(work))
+        console.print("stopped Label Studio" if stopped else "no Label Studio was running for this work root")
+        return
+    console.print(f"starting Label Studio on 127.0.0.1:{port} (installs it into {labelstudio_server.venv_dir()} on first use) …")
+    try:
+        creds, generated = labelstudio_server.serve(_server_dir(work), port=port, timeout_s=timeout)
+    except RuntimeError as error:
+        raise fail(str(error)) from None
+    console.print(f"Label Studio is up at [bold]{creds.url}[/] (data: {_server_dir(work)})")
+    if generated:
+        console.print(f"log in as {creds.username} / {creds.password}; API token {creds.token} (kept in credentials.json)")
+    print(creds.url)
+
+
+@annotate.command("push")
+def push_cmd(
+    category: str = CATEGORY,
+    work: Path = WORK,
+    url: str = URL,
+    api_key: str = API_KEY,
+    project: str = PROJECT,
+    context_chars: int = typer.Option(400, "--context-chars", help="Characters of context shown each side of a disputed candidate (whole lines)."),
+    reset_config: bool = typer.Option(False, "--reset-config", help="Overwrite a labeling config edited by hand with annotation/labelstudio_config.xml."),
+) -> None:
+    """Send the disputed windows of a category's documents to Label Studio as tasks (idempotent).
+
+    Each annotator's proposal and the consensus are loaded as predictions. Example:
+    `semanticseg annotate push --category code`
+    """
+    from semanticseg.labelstudio import ReviewError, push
+
+    folder = _category_dir(work, category)
+    url, api_key = _connection(work, url, api_key)
+    try:
+        with progress_bar() as progress:
+            summary = push(folder, url, api_key, project=project, context_chars=context_chars, reset_config=reset_config, progress=progress)
+    except ReviewError as error:
+        raise fail(str(error)) from None
+    _report(summary, f"{summary.pushed} tasks pushed, {summary.already_there} already there")
+
+
+@annotate.command("pull")
+def pull_cmd(
+    category: str = CATEGORY,
+    work: Path = WORK,
+    url: str = URL,
+    api_key: str = API_KEY,
+    project: str = PROJECT,
+) -> None:
+    """Fetch submitted reviews into WORK/<category>/human.parquet and merge them into the consensus.
+
+    A human decision always wins; unreviewed tasks stay queued; unusable annotations are listed as
+    skips in labelstudio_pull.json and retried by the next pull. Example:
+    `semanticseg annotate pull --category code`
+    """
+    from semanticseg.labelstudio import ReviewError, pull
+
+    folder = _category_dir(work, category)
+    url, api_key = _connection(work, url, api_key)
+    try:
+        summary = pull(folder, url, api_key, project=project)
+    except ReviewError as error:
+        raise fail(str(error)) from None
+    _report(summary, f"{summary.pulled} reviewed, {summary.queued} still queued")

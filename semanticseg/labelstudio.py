@@ -1,0 +1,422 @@
+"""Human review in Label Studio: push disputed documents as tasks, pull the reviewers' cuts back.
+
+Label Studio grows slow on long texts, so a task holds only the *disputed windows* of a document: the
+lines around each candidate the annotators disagree on, with a numbered marker at every candidate
+inside them. The reviewer ticks markers (a multiple-choice `Choices` over the candidates, pre-filled
+with the consensus; each annotator's proposal is a prediction). A choice's value is the candidate's
+character offset in the whole document, so a pulled decision maps back exactly; outside the windows
+the consensus stands. Pull writes human.parquet (HumanCuts) and merges it into the consensus so a
+human decision always wins; tasks not annotated yet stay queued and the next pull picks them up.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from semanticseg.io import read_records, write_json, write_records
+from semanticseg.recipe import package_data
+from semanticseg.schema import Candidates, Consensus, Document, HumanCuts
+
+CONTROL = "cuts"  # the Choices that pull reads; the labeling config must keep this name
+OBJECT = "text"
+TASKS_FILE = "labelstudio_tasks.json"
+CONSENSUS_MODEL = "consensus"
+
+
+class ReviewError(RuntimeError):
+    """A problem the user must fix (server down, wrong token, edited config); the message says how."""
+
+
+@dataclass(slots=True)
+class PushConfig:
+    """Settings of one `annotate push` (dumped beside its outputs)."""
+
+    url: str
+    project: str
+    context_chars: int = 400
+    batch_size: int = 50
+
+
+@dataclass(slots=True)
+class PullConfig:
+    """Settings of one `annotate pull` (dumped beside its outputs)."""
+
+    url: str
+    project: str
+
+
+@dataclass(slots=True)
+class ReviewSummary:
+    """What a push or pull did; skips say which task and why, so nothing is silently lost."""
+
+    project_id: int = 0
+    pushed: int = 0
+    already_there: int = 0
+    pulled: int = 0
+    queued: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def project_title(category: str) -> str:
+    """The Label Studio project that holds one category's review tasks."""
+    return f"SemanticSeg review: {category}"
+
+
+# ---------------------------------------------------------------- tasks (pure)
+
+
+def disputed_windows(text: str, disputed: list[int], context_chars: int) -> list[tuple[int, int]]:
+    """Merged [start, end) spans of whole lines around each disputed offset (context_chars each side)."""
+    spans: list[tuple[int, int]] = []
+    for offset in sorted(disputed):
+        start = text.rfind("\n", 0, max(0, offset - context_chars)) + 1
+        end = text.find("\n", min(len(text), offset + context_chars))
+        end = len(text) if end == -1 else end + 1
+        # A single huge line (minified code) would make the window the whole text: fall back to chars.
+        start = start if offset - start <= 2 * context_chars else offset - context_chars
+        end = end if end - offset <= 2 * context_chars else offset + context_chars
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def _choices_result(offsets: list[int]) -> list[dict[str, Any]]:
+    if not offsets:
+        return []
+    choices = [str(offset) for offset in offsets]
+    return [{"from_name": CONTROL, "to_name": OBJECT, "type": "choices", "value": {"choices": choices}}]
+
+
+def build_task(doc: Document, candidates: Candidates, consensus: Consensus, context_chars: int) -> dict[str, Any]:
+    """One Label Studio task (data + predictions) for the disputed windows of one document."""
+    text = doc.text
+    windows = disputed_windows(text, consensus.disputed_offsets, context_chars)
+    disputed = set(consensus.disputed_offsets)
+    kinds = dict(zip(candidates.offsets, candidates.kinds))
+    shown: list[int] = []
+    parts: list[str] = []
+    previous_end = 0
+    for start, end in windows:
+        if start > previous_end:
+            parts.append(f'<span class="gap">[… {start - previous_end:,} characters not shown …]</span>')
+        inside = [c for c in candidates.offsets if start <= c < end]
+        cursor = start
+        for offset in inside:
+            shown.append(offset)
+            parts.append(html.escape(text[cursor:offset]))
+            css = "cut disputed" if offset in disputed else "cut"
+            parts.append(f'<span class="{css}">[{len(shown)}]</span>')
+            cursor = offset
+        parts.append(html.escape(text[cursor:end]))
+        previous_end = end
+    if previous_end < len(text):
+        parts.append(f'<span class="gap">[… {len(text) - previous_end:,} characters not shown …]</span>')
+    choices = [
+        {
+            "value": str(offset),
+            "html": f"<b>[{n}]</b> {kinds.get(offset, '')}{' · disputed' if offset in disputed else ''}",
+        }
+        for n, offset in enumerate(shown, start=1)
+    ]
+    in_view = set(shown)
+    predictions = [
+        {"model_version": CONSENSUS_MODEL, "score": consensus.agreement, "result": _choices_result(sorted(in_view & set(consensus.cuts)))}
+    ] + [
+        # The score shown beside each proposal: its boundary similarity with the consensus.
+        {"model_version": name, "score": boundary_similarity(cuts, consensus.cuts, candidates.offsets),
+         "result": _choices_result(sorted(in_view & set(cuts)))}
+        for name, cuts in zip(consensus.annotators, consensus.annotator_cuts)
+    ]
+    data = {
+        "doc_id": doc.id,
+        "category": doc.category,
+        "title": f"{doc.category} · {doc.id} · {len(disputed)} disputed of {len(shown)} shown candidates · {doc.n_tokens:,} tokens",
+        "html": f'<div class="seg-text">{"".join(parts)}</div>',
+        "candidates": choices,
+        "windows": [list(w) for w in windows],
+        "n_chars": len(text),
+    }
+    return {"data": data, "predictions": predictions}
+
+
+def boundary_similarity(a: list[int], b: list[int], candidates: list[int]) -> float:
+    """Boundary similarity (Fournier 2013, via segeval) of two cut lists, in candidate units.
+
+    Counting in candidates rather than characters makes a miss by one candidate a near miss whatever
+    the text between them. (Local until semanticseg.metrics lands; segeval does the scoring.)
+    """
+    import segeval
+
+    if not a and not b:
+        return 1.0
+    index = {offset: i + 1 for i, offset in enumerate(candidates)}
+    n_units = len(candidates) + 1
+
+    def masses(cuts: list[int]) -> list[int]:
+        edges = [0] + [index[c] for c in cuts] + [n_units]
+        return [hi - lo for lo, hi in zip(edges, edges[1:])]
+
+    return float(segeval.boundary_similarity(masses(a), masses(b)))
+
+
+def annotation_cuts(result: list[dict[str, Any]], task_data: dict[str, Any], consensus: Consensus, candidates: Candidates) -> list[int]:
+    """A reviewer's annotation result -> the document's cuts; ValueError says why it cannot be used."""
+    items = [r for r in result if r.get("from_name") == CONTROL]
+    if result and not items:
+        raise ValueError(f"annotation has no '{CONTROL}' choices (was the labeling config edited?)")
+    chosen: set[int] = set()
+    for item in items:
+        for value in item.get("value", {}).get("choices", []):
+            try:
+                chosen.add(int(value))
+            except (TypeError, ValueError):
+                raise ValueError(f"choice {value!r} is not a character offset") from None
+    n_chars = int(task_data["n_chars"])
+    allowed = set(candidates.offsets)
+    for offset in sorted(chosen):
+        if not 0 < offset < n_chars:
+            raise ValueError(f"cut {offset} is outside the text (0, {n_chars})")
+        if offset not in allowed:
+            raise ValueError(f"cut {offset} is not at a candidate position")
+    windows = [tuple(w) for w in task_data["windows"]]
+    outside = [c for c in consensus.cuts if not any(lo <= c < hi for lo, hi in windows)]
+    return sorted(chosen.union(outside))
+
+
+def apply_human(consensus: list[Consensus], human: list[HumanCuts]) -> list[Consensus]:
+    """Consensus rows with every human decision applied: a human decision always wins."""
+    by_doc = {h.doc_id: h for h in human}
+    return [
+        replace(c, cuts=list(by_doc[c.doc_id].cuts), human_reviewed=True, reviewer=by_doc[c.doc_id].reviewer)
+        if c.doc_id in by_doc
+        else c
+        for c in consensus
+    ]
+
+
+def _config_problem(label_config: str) -> str | None:
+    """Why a project's labeling config cannot be read back by pull, or None when it can."""
+    try:
+        root = ET.fromstring(label_config)
+    except ET.ParseError as error:
+        return f"the labeling config is not valid XML ({error})"
+    control = next((e for e in root.iter("Choices") if e.get("name") == CONTROL), None)
+    if control is None:
+        return f"the labeling config has no <Choices name=\"{CONTROL}\">"
+    if control.get("value") != "$candidates" or control.get("choice") != "multiple" or control.get("toName") != OBJECT:
+        return f'<Choices name="{CONTROL}"> must keep toName="{OBJECT}" choice="multiple" value="$candidates"'
+    if not any(e.get("name") == OBJECT and e.get("value") == "$html" for e in root.iter()):
+        return f'the labeling config has no object tag name="{OBJECT}" value="$html"'
+    return None
+
+
+# ---------------------------------------------------------------- server side
+
+
+def label_config() -> str:
+    """The labeling config shipped in annotation/labelstudio_config.xml."""
+    return package_data("annotation/labelstudio_config.xml").read_text()
+
+
+def instructions() -> str:
+    """annotation/guidelines.md rendered to HTML for the project's instructions."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt().render(package_data("annotation/guidelines.md").read_text())
+
+
+def connect(url: str, api_key: str):
+    """A label-studio-sdk client that has proved it can reach the server and log in.
+
+    Legacy tokens and personal access tokens (JWT refresh tokens) both work: the SDK tells them apart.
+    """
+    import httpx
+    from label_studio_sdk import LabelStudio
+    from label_studio_sdk.core.api_error import ApiError
+
+    if not api_key:
+        raise ReviewError("no Label Studio API token: pass --api-key or set LABEL_STUDIO_API_KEY")
+    try:
+        client = LabelStudio(base_url=url, api_key=api_key, timeout=60)
+        client.users.whoami()
+    except httpx.HTTPError as error:
+        raise ReviewError(f"cannot reach Label Studio at {url} ({error}); start it with `semanticseg annotate serve`") from None
+    except ApiError as error:
+        if error.status_code in (401, 403):
+            raise ReviewError(f"Label Studio at {url} refused the API token (HTTP {error.status_code}): check --api-key / LABEL_STUDIO_API_KEY") from None
+        raise ReviewError(f"Label Studio at {url} answered HTTP {error.status_code}: {error.body}") from None
+    except Exception as error:  # the SDK rejects an expired personal access token before any request
+        raise ReviewError(f"cannot log in to Label Studio at {url}: {error}") from None
+    return client
+
+
+def _find_project(client, title: str):
+    return next((p for p in client.projects.list(title=title) if p.title == title), None)
+
+
+def _checked(project) -> Any:
+    problem = _config_problem(project.label_config or "")
+    if problem:
+        raise ReviewError(
+            f"project {project.title!r} (id {project.id}) was edited by hand: {problem}. "
+            "Restore annotation/labelstudio_config.xml in its Settings > Labeling Interface, or push with --reset-config."
+        )
+    return project
+
+
+def _server_tasks(client, project_id: int, with_annotations: bool = False) -> dict[str, Any]:
+    """doc_id -> task for every task in the project (the server is the source of truth for the map)."""
+    fields = "all" if with_annotations else "task_only"
+    return {t.data["doc_id"]: t for t in client.tasks.list(project=project_id, fields=fields, page_size=100) if "doc_id" in (t.data or {})}
+
+
+def _inputs(work_dir: Path) -> tuple[dict[str, Document], dict[str, Candidates], list[Consensus]]:
+    docs = {d.id: d for d in read_records(work_dir / "documents.parquet", Document)}
+    cands = {c.doc_id: c for c in read_records(work_dir / "candidates.parquet", Candidates)}
+    return docs, cands, read_records(work_dir / "consensus.parquet", Consensus)
+
+
+def _read_human(work_dir: Path) -> list[HumanCuts]:
+    path = work_dir / "human.parquet"
+    return read_records(path, HumanCuts) if path.exists() else []
+
+
+def push(work_dir: Path, url: str, api_key: str, project: str | None = None, context_chars: int = 400,
+         reset_config: bool = False, progress=None) -> ReviewSummary:
+    """Create or reuse the category's project and import each disputed, not yet reviewed document once.
+
+    Idempotent: tasks are matched to documents by the doc_id in their data, so pushing again (even
+    after losing labelstudio_tasks.json) adds only what is missing, e.g. a task deleted in the UI.
+    """
+    config = PushConfig(url=url, project=project or project_title(work_dir.name), context_chars=context_chars)
+    docs, cands, consensus = _inputs(work_dir)
+    reviewed = {h.doc_id for h in _read_human(work_dir)}
+    client = connect(url, api_key)
+    found = _find_project(client, config.project)
+    if found is None:
+        found = client.projects.create(
+            title=config.project,
+            label_config=label_config(),
+            expert_instruction=instructions(),
+            show_instruction=True,
+            show_collab_predictions=True,
+            model_version=CONSENSUS_MODEL,  # the reviewer starts from the consensus
+            description="Disputed windows of SemanticSeg documents: tick where a new self-contained block starts.",
+        )
+    elif reset_config:
+        client.projects.update(id=found.id, label_config=label_config(), expert_instruction=instructions())
+        found = client.projects.get(id=found.id)
+    _checked(found)
+    summary = ReviewSummary(project_id=found.id)
+    existing = _server_tasks(client, found.id)
+    todo = [c for c in consensus if c.disputed and c.doc_id not in reviewed and c.doc_id not in existing]
+    summary.already_there = sum(1 for c in consensus if c.disputed and c.doc_id in existing)
+    for c in consensus:
+        if c.disputed and (c.doc_id not in docs or c.doc_id not in cands) and c.doc_id not in existing:
+            summary.skipped.append({"doc_id": c.doc_id, "reason": "not in documents.parquet or candidates.parquet"})
+    todo = [c for c in todo if c.doc_id in docs and c.doc_id in cands]
+    task_bar = progress.add_task("push", total=len(todo), info="") if progress else None
+    for i in range(0, len(todo), config.batch_size):
+        batch = todo[i : i + config.batch_size]
+        tasks = [build_task(docs[c.doc_id], cands[c.doc_id], c, context_chars) for c in batch]
+        client.projects.import_tasks(id=found.id, request=tasks)
+        summary.pushed += len(batch)
+        if progress:
+            progress.update(task_bar, advance=len(batch))
+    _write_task_map(work_dir, config.url, found, _server_tasks(client, found.id))
+    write_json(work_dir / "labelstudio_push.json", {"config": asdict(config), "summary": asdict(summary)})
+    return summary
+
+
+def _write_task_map(work_dir: Path, url: str, project, tasks: dict[str, Any]) -> None:
+    write_json(
+        work_dir / TASKS_FILE,
+        {"url": url, "project_id": project.id, "project": project.title, "tasks": {d: t.id for d, t in sorted(tasks.items())}},
+    )
+
+
+def _latest_annotation(task) -> dict[str, Any] | None:
+    """The newest submitted (not skipped) annotation of a task, as a dict."""
+    annotations = [a if isinstance(a, dict) else a.dict() for a in (task.annotations or [])]
+    done = [a for a in annotations if not a.get("was_cancelled")]
+    return max(done, key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""), default=None)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    return str(value or "")
+
+
+def pull(work_dir: Path, url: str, api_key: str, project: str | None = None) -> ReviewSummary:
+    """Fetch submitted annotations, turn them into cuts, write human.parquet and merge into the consensus.
+
+    Documents without a submitted annotation stay queued; unusable annotations and deleted tasks are
+    recorded as skips (earlier human decisions for them are kept), and a later pull retries them.
+    """
+    config = PullConfig(url=url, project=project or project_title(work_dir.name))
+    docs, cands, consensus = _inputs(work_dir)
+    client = connect(url, api_key)
+    found = _find_project(client, config.project)
+    if found is None:
+        raise ReviewError(f"no Label Studio project titled {config.project!r} at {url}: run `semanticseg annotate push` first")
+    _checked(found)
+    summary = ReviewSummary(project_id=found.id)
+    server = _server_tasks(client, found.id, with_annotations=True)
+    users = {u.id: (u.email or u.username or f"user:{u.id}") for u in client.users.list()}
+    human = {h.doc_id: h for h in _read_human(work_dir)}
+    known = _known_tasks(work_dir)
+    for c in (c for c in consensus if c.disputed):
+        task = server.get(c.doc_id)
+        if task is None:
+            if c.doc_id in known and c.doc_id not in human:
+                summary.skipped.append({"doc_id": c.doc_id, "task_id": known[c.doc_id], "reason": "task deleted in Label Studio: push again to re-create it"})
+            continue
+        annotation = _latest_annotation(task)
+        if annotation is None:
+            summary.queued += 1
+            continue
+        try:
+            cuts = annotation_cuts(annotation.get("result") or [], task.data, c, cands[c.doc_id])
+        except ValueError as error:
+            summary.skipped.append({"doc_id": c.doc_id, "task_id": task.id, "annotation_id": annotation.get("id"), "reason": str(error)})
+            continue
+        offsets = cands[c.doc_id].offsets
+        human[c.doc_id] = HumanCuts(
+            doc_id=c.doc_id,
+            cuts=cuts,
+            reviewer=users.get(annotation.get("completed_by"), f"user:{annotation.get('completed_by')}"),
+            task_id=int(task.id),
+            annotation_id=int(annotation["id"]),
+            lead_time_s=float(annotation.get("lead_time") or 0.0),
+            annotated_at=_iso(annotation.get("updated_at") or annotation.get("created_at")),
+            agreement_with={name: boundary_similarity(cuts, a_cuts, offsets) for name, a_cuts in zip(c.annotators, c.annotator_cuts)},
+        )
+        summary.pulled += 1
+    records = sorted(human.values(), key=lambda h: h.doc_id)
+    write_records(work_dir / "human.parquet", records, HumanCuts)
+    _merge_into_consensus(work_dir, consensus, records)
+    _write_task_map(work_dir, config.url, found, server)
+    write_json(work_dir / "labelstudio_pull.json", {"config": asdict(config), "summary": asdict(summary)})
+    return summary
+
+
+def _known_tasks(work_dir: Path) -> dict[str, int]:
+    path = work_dir / TASKS_FILE
+    return json.loads(path.read_text()).get("tasks", {}) if path.exists() else {}
+
+
+def _merge_into_consensus(work_dir: Path, consensus: list[Consensus], human: list[HumanCuts]) -> None:
+    """Rewrite consensus.parquet (and disputed.parquet when present) with the human decisions applied."""
+    write_records(work_dir / "consensus.parquet", apply_human(consensus, human), Consensus)
+    disputed_path = work_dir / "disputed.parquet"
+    if disputed_path.exists():
+        write_records(disputed_path, apply_human(read_records(disputed_path, Consensus), human), Consensus)
