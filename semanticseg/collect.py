@@ -14,7 +14,7 @@ import hashlib
 import random
 import re
 import unicodedata
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,7 +44,7 @@ BOUNDARIES: dict[str, str] = {
     "session": r"(?m)^(?=## )",
     "faq": r"(?m)^(?=[^\n]+\n[=\-~^*#]{3,}\n|\d+(?:\.\d+)+\. \S)",
 }
-_FALLBACKS = (r"(?<=\n\n)(?=\S)", r"(?<=\n)(?=\S)")  # paragraph, then line, for sections still too long
+_FALLBACKS = (r"(?<=\n\n)(?=[^\n])", r"(?<=\n)(?=[^\n])")  # paragraph, then line (indented ones too)
 
 
 class EmptySource(ValueError):
@@ -81,13 +81,14 @@ def _split_at(text: str, pattern: str) -> list[str]:
     return [text[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def sections(text: str, boundary: str, max_tokens: int, count) -> list[tuple[str, int]]:
+def sections(text: str, boundary: str, max_tokens: int, count) -> list[tuple[str, int, int]]:
     """Text split at its boundaries, over-long sections split again at paragraphs then lines.
 
-    Concatenating the sections gives the text back exactly. Returns (section, tokens) pairs; a section
-    still over max_tokens (one enormous line) stays as it is and is dropped by the caller.
+    Concatenating the sections gives the text back exactly. Returns (section, tokens, level) triples,
+    level = how many fallback splits made the section; a section still over max_tokens (one enormous
+    line) stays as it is and is dropped by the caller.
     """
-    out: list[tuple[str, int]] = []
+    out: list[tuple[str, int, int]] = []
     todo = [(piece, 0) for piece in _split_at(text, BOUNDARIES[boundary])]
     while todo:
         piece, level = todo.pop(0)
@@ -95,7 +96,7 @@ def sections(text: str, boundary: str, max_tokens: int, count) -> list[tuple[str
         if n > max_tokens and level < len(_FALLBACKS):
             todo[:0] = [(p, level + 1) for p in _split_at(piece, _FALLBACKS[level])]
         else:
-            out.append((piece, n))
+            out.append((piece, n, level))
     return out
 
 
@@ -113,7 +114,16 @@ def cut(text: str, boundary: str, min_tokens: int, max_tokens: int, count, seed:
     rng = random.Random(seed)
     target = lambda: int(min_tokens * (max_tokens / min_tokens) ** rng.random())  # noqa: E731
     goal, parts, size = target(), [], 0
-    for piece, n in sections(text, boundary, max_tokens, count):
+    queue = deque(sections(text, boundary, max_tokens, count))
+    while queue:
+        piece, n, level = queue.popleft()
+        if parts and size < min_tokens and size + n > max_tokens and level < len(_FALLBACKS):
+            # The document so far is too short and the next section too long to add whole: add it by
+            # its paragraphs (then lines) instead of closing a document that would be dropped.
+            finer = _split_at(piece, _FALLBACKS[level])
+            if len(finer) > 1:
+                queue.extendleft(reversed([(p, count(p), level + 1) for p in finer]))
+                continue
         if parts and (size + n > max_tokens or (size >= min_tokens and size + n > goal)):
             yield "".join(parts).strip()
             goal, parts, size = target(), [], 0
