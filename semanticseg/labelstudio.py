@@ -131,7 +131,7 @@ def build_task(doc: Document, candidates: Candidates, consensus: Consensus, cont
         {"model_version": CONSENSUS_MODEL, "score": consensus.agreement, "result": _choices_result(sorted(in_view & set(consensus.cuts)))}
     ] + [
         # The score shown beside each proposal: its boundary similarity with the consensus.
-        {"model_version": name, "score": boundary_similarity(cuts, consensus.cuts, candidates.offsets),
+        {"model_version": name, "score": _similarity(cuts, consensus.cuts, candidates.offsets),
          "result": _choices_result(sorted(in_view & set(cuts)))}
         for name, cuts in zip(consensus.annotators, consensus.annotator_cuts)
     ]
@@ -147,24 +147,11 @@ def build_task(doc: Document, candidates: Candidates, consensus: Consensus, cont
     return {"data": data, "predictions": predictions}
 
 
-def boundary_similarity(a: list[int], b: list[int], candidates: list[int]) -> float:
-    """Boundary similarity (Fournier 2013, via segeval) of two cut lists, in candidate units.
+def _similarity(a: list[int], b: list[int], candidates: list[int]) -> float:
+    """Boundary similarity of two cut lists counted in candidates: one candidate apart is a near miss."""
+    from semanticseg.metrics import boundary_similarity, candidate_positions
 
-    Counting in candidates rather than characters makes a miss by one candidate a near miss whatever
-    the text between them. (Local until semanticseg.metrics lands; segeval does the scoring.)
-    """
-    import segeval
-
-    if not a and not b:
-        return 1.0
-    index = {offset: i + 1 for i, offset in enumerate(candidates)}
-    n_units = len(candidates) + 1
-
-    def masses(cuts: list[int]) -> list[int]:
-        edges = [0] + [index[c] for c in cuts] + [n_units]
-        return [hi - lo for lo, hi in zip(edges, edges[1:])]
-
-    return float(segeval.boundary_similarity(masses(a), masses(b)))
+    return boundary_similarity(candidate_positions(a, candidates), candidate_positions(b, candidates), len(candidates) + 1)
 
 
 def annotation_cuts(result: list[dict[str, Any]], task_data: dict[str, Any], consensus: Consensus, candidates: Candidates) -> list[int]:
@@ -398,7 +385,7 @@ def pull(work_dir: Path, url: str, api_key: str, project: str | None = None) -> 
             annotation_id=int(annotation["id"]),
             lead_time_s=float(annotation.get("lead_time") or 0.0),
             annotated_at=_iso(annotation.get("updated_at") or annotation.get("created_at")),
-            agreement_with={name: boundary_similarity(cuts, a_cuts, offsets) for name, a_cuts in zip(c.annotators, c.annotator_cuts)},
+            agreement_with={name: _similarity(cuts, a_cuts, offsets) for name, a_cuts in zip(c.annotators, c.annotator_cuts)},
         )
         summary.pulled += 1
     records = sorted(human.values(), key=lambda h: h.doc_id)

@@ -20,7 +20,6 @@ from semanticseg.labelstudio import (
     ReviewError,
     annotation_cuts,
     apply_human,
-    boundary_similarity,
     build_task,
     connect,
     disputed_windows,
@@ -91,15 +90,6 @@ def test_annotation_to_cuts_keeps_consensus_outside_windows_and_rejects_bad_cuts
         annotation_cuts(_choose([cand.offsets[0] + 1]), data, c, cand)
     with pytest.raises(ValueError, match="labeling config"):
         annotation_cuts([{"from_name": "other", "type": "labels", "value": {}}], data, c, cand)
-
-
-def test_boundary_similarity_counts_in_candidates():
-    candidates = [10, 20, 30, 40, 50]
-    assert boundary_similarity([20, 40], [20, 40], candidates) == 1.0
-    assert boundary_similarity([], [], candidates) == 1.0
-    assert boundary_similarity([20], [], candidates) == 0.0
-    near, far = boundary_similarity([20], [30], candidates), boundary_similarity([10], [50], candidates)
-    assert 0.0 < near < 1.0 and far < near  # a neighbouring candidate is a near miss, a distant one is not
 
 
 def test_human_decision_wins_in_the_consensus(review_dir):
