@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -99,11 +100,12 @@ class LLMAnnotator(Annotator):
             raise ValueError("need window_tokens > overlap_tokens, concurrency >= 1 and max_tokens >= 8")
         self._server = None
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
-        if base_url is None:
-            from semanticseg.llm_server import start_server
+        # No endpoint: the local server, started on the first request that misses the cache.
+        self._local = base_url is None
+        if self._local:
+            from semanticseg.llm_server import cache_dir
 
-            self._server = start_server()  # reuses a healthy `semanticseg llm serve`
-            base_url, model = self._server.base_url, model or self._server.model
+            model = model or str(cache_dir() / "models" / "SmolLM2-135M-Instruct")
         if not model:
             raise ValueError("an LLM endpoint needs a model name (--llm-model)")
         self.model, self.base_url, self.sample = model, base_url, sample
@@ -116,16 +118,28 @@ class LLMAnnotator(Annotator):
         self.structured = structured
         self.name = f"llm:{Path(model).name}#{sample}"
         self._loop_state: tuple[Any, Any, asyncio.Semaphore] | None = None
+        self._lock = threading.Lock()
 
-    def _client(self) -> tuple[Any, asyncio.Semaphore]:
+    async def _client(self) -> tuple[Any, asyncio.Semaphore]:
         """The AsyncOpenAI client and semaphore for the running event loop (httpx clients are loop-bound)."""
         loop = asyncio.get_running_loop()
         if self._loop_state is None or self._loop_state[0] is not loop:
             from openai import AsyncOpenAI
 
+            if self._local:
+                self.base_url = (await asyncio.to_thread(self._start_local)).base_url
             client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout_s, max_retries=self.max_retries)
             self._loop_state = (loop, client, asyncio.Semaphore(self.concurrency))
         return self._loop_state[1], self._loop_state[2]
+
+    def _start_local(self) -> Any:
+        """The local server, started once even when many requests ask at the same time."""
+        with self._lock:
+            if self._server is None:
+                from semanticseg.llm_server import start_server
+
+                self._server = start_server()  # reuses a healthy `semanticseg llm serve`
+            return self._server
 
     def propose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Proposal:
         """Synchronous form of apropose (runs its own event loop)."""
@@ -166,22 +180,24 @@ class LLMAnnotator(Annotator):
         ]
         # An answer lists at most every marker: about 3 tokens a number plus the JSON around it.
         max_tokens = min(self.max_tokens, 24 + 4 * min(n, 3 * n_cuts))
-        try:
-            content, finish = await self._chat(messages, max_tokens, tally)
+        content: str | None = None
+        reason: BadAnswer | None = None
+        for attempt in range(2):  # the answer, then at most one repair turn
             try:
-                answer = parse_answer(content, n, finish)
-            except BadAnswer as err:
-                tally.notes.append(f"repair: {err}")
-                messages += [{"role": "assistant", "content": content or ""},
-                             {"role": "user", "content": render("repair", reason=str(err), n_markers=n)}]
                 content, finish = await self._chat(messages, max_tokens, tally)
                 answer = parse_answer(content, n, finish)
-        except BadAnswer as err:
-            return f"bad answer after one repair: {err}"
-        except APIError as err:
-            return f"server error after {self.max_retries} retries: {type(err).__name__}: {str(err)[:200]}"
-        tally.notes += answer.notes
-        return [window.shown[k - 1] for k in answer.numbers]
+            except BadAnswer as err:
+                reason = err
+                if attempt == 0:
+                    tally.notes.append(f"repair: {err}")
+                    messages = messages + [{"role": "assistant", "content": content or ""},
+                                           {"role": "user", "content": render("repair", reason=str(err), n_markers=n)}]
+            except APIError as err:
+                return f"server error after {self.max_retries} retries: {type(err).__name__}: {str(err)[:200]}"
+            else:
+                tally.notes += answer.notes
+                return [window.shown[k - 1] for k in answer.numbers]
+        return f"bad answer after one repair: {reason}"
 
     async def _chat(self, messages: list[dict[str, str]], max_tokens: int, tally: _Tally) -> tuple[str | None, str | None]:
         """One chat completion (from the cache when seen before): (content, finish_reason)."""
@@ -194,7 +210,7 @@ class LLMAnnotator(Annotator):
             return hit["content"], hit["finish_reason"]
         from openai import BadRequestError
 
-        client, limit = self._client()
+        client, limit = await self._client()
         extra = {"response_format": CUTS_SCHEMA} if self.structured else {}
         try:
             async with limit:
@@ -207,6 +223,8 @@ class LLMAnnotator(Annotator):
             self.structured = False  # this server rejects JSON schema output: rely on the tolerant parser
             tally.notes.append("server rejected response_format; parsing free text")
             return await self._chat(messages, max_tokens, tally)
+        if isinstance(response, str):  # the client hands back a non-JSON body as text instead of raising
+            raise BadAnswer(f"server sent a non-JSON response: {response[:80]!r}")
         choice = response.choices[0] if response.choices else None
         usage = {"prompt_tokens": getattr(response.usage, "prompt_tokens", 0) or 0,
                  "completion_tokens": getattr(response.usage, "completion_tokens", 0) or 0}

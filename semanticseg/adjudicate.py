@@ -1,0 +1,146 @@
+"""Adjudication: how far the annotators agree, the consensus cuts, and the queue for human review.
+
+Positions are compared in candidate units (metrics.candidate_positions): two cuts one candidate apart
+are a near miss whatever their distance in tokens. Per document and annotator pair: boundary similarity
+(Fournier 2013) and boundary F1, both with a tolerance in candidates. Consensus: a candidate is cut when
+a strict majority of the annotators cut within the tolerance of it; of neighbouring winners, the one
+most annotators cut exactly is kept. A document whose mean pairwise boundary similarity is under the
+threshold is disputed and goes to human review. Failed proposals do not vote; a human decision already
+in consensus.parquet is kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from semanticseg.io import fingerprint, mark_done, read_records, write_json, write_records
+from semanticseg.metrics import boundary_f1, boundary_similarity, candidate_positions
+from semanticseg.schema import Candidates, Consensus, Document, Proposal
+
+
+@dataclass(slots=True)
+class PairAgreement:
+    """Agreement between two annotators on one document (positions in candidate units)."""
+
+    doc_id: str
+    category: str
+    annotator_a: str
+    annotator_b: str
+    boundary_similarity: float
+    boundary_f1: float
+
+    SCHEMA: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("doc_id", pa.string()),
+            ("category", pa.string()),
+            ("annotator_a", pa.string()),
+            ("annotator_b", pa.string()),
+            ("boundary_similarity", pa.float64()),
+            ("boundary_f1", pa.float64()),
+        ]
+    )
+
+
+def consensus_positions(votes: list[list[int]], tolerance: int) -> list[int]:
+    """Positions cut by a strict majority of the voters within `tolerance`, one per neighbourhood."""
+    if not votes:
+        return []
+    exact: dict[int, int] = defaultdict(int)
+    near: dict[int, int] = defaultdict(int)
+    for positions in votes:
+        for p in positions:
+            exact[p] += 1
+        for p in {q + d for q in positions for d in range(-tolerance, tolerance + 1)}:
+            near[p] += 1
+    winners = sorted((p for p in exact if 2 * near[p] > len(votes)), key=lambda p: (-exact[p], -near[p], p))
+    chosen: list[int] = []
+    for p in winners:  # keep the best-supported position of each neighbourhood
+        if all(abs(p - q) > tolerance for q in chosen):
+            chosen.append(p)
+    return sorted(chosen)
+
+
+def adjudicate_document(doc: Document, candidates: Candidates, proposals: list[Proposal], threshold: float,
+                        tolerance: int) -> tuple[Consensus, list[PairAgreement]]:
+    """Consensus and pairwise agreement for one document from its ok proposals."""
+    ok = sorted((p for p in proposals if p.status == "ok"), key=lambda p: p.annotator)
+    n = len(candidates.offsets) + 1
+    positions = [candidate_positions(p.cuts, candidates.offsets) for p in ok]
+    pairs = [
+        PairAgreement(doc.id, doc.category, ok[i].annotator, ok[j].annotator,
+                      boundary_similarity(positions[i], positions[j], n, n_t=tolerance + 1),
+                      boundary_f1(positions[i], positions[j], tolerance=tolerance).f1)
+        for i, j in itertools.combinations(range(len(ok)), 2)
+    ]
+    # With fewer than two proposals there is nothing to agree on: a human decides.
+    agreement = mean(p.boundary_similarity for p in pairs) if pairs else 0.0
+    chosen = consensus_positions(positions, tolerance)
+    cut_by = defaultdict(int)
+    for pos in positions:
+        for p in pos:
+            cut_by[p] += 1
+    disputed_offsets = sorted(candidates.offsets[p - 1] for p, count in cut_by.items() if count < len(ok))
+    consensus = Consensus(
+        doc_id=doc.id,
+        cuts=[candidates.offsets[p - 1] for p in chosen],
+        agreement=agreement,
+        annotators=[p.annotator for p in ok],
+        annotator_cuts=[p.cuts for p in ok],
+        disputed=len(ok) < 2 or agreement < threshold,
+        disputed_offsets=disputed_offsets,
+    )
+    return consensus, pairs
+
+
+def agreement_table(pairs: list[PairAgreement]) -> list[dict[str, Any]]:
+    """Mean boundary similarity and F1 per category and annotator pair."""
+    groups: dict[tuple[str, str, str], list[PairAgreement]] = defaultdict(list)
+    for p in pairs:
+        groups[(p.category, p.annotator_a, p.annotator_b)].append(p)
+    return [
+        {"category": c, "pair": f"{a} vs {b}", "documents": len(rows),
+         "boundary_similarity": round(mean(r.boundary_similarity for r in rows), 3),
+         "boundary_f1": round(mean(r.boundary_f1 for r in rows), 3)}
+        for (c, a, b), rows in sorted(groups.items())
+    ]
+
+
+def run_adjudicate(work_dir: Path, threshold: float = 0.5, tolerance: int = 1) -> dict[str, Any]:
+    """Read WORK/{documents,candidates,proposals}.parquet; write consensus, agreement and disputed parquet."""
+    if not 0.0 <= threshold <= 1.0 or tolerance < 0:
+        raise ValueError("threshold must be in [0, 1] and tolerance >= 0")
+    work_dir = Path(work_dir)
+    documents: list[Document] = read_records(work_dir / "documents.parquet", Document)
+    candidates = {c.doc_id: c for c in read_records(work_dir / "candidates.parquet", Candidates)}
+    proposals: dict[str, list[Proposal]] = defaultdict(list)
+    for p in read_records(work_dir / "proposals.parquet", Proposal):
+        proposals[p.doc_id].append(p)
+    out = work_dir / "consensus.parquet"
+    human = {c.doc_id: c for c in read_records(out, Consensus) if c.human_reviewed} if out.exists() else {}
+    settings = {"stage": "adjudicate", "threshold": threshold, "tolerance": tolerance}
+    write_json(work_dir / "adjudicate.config.json", settings)
+    consensus, pairs = [], []
+    for doc in documents:
+        record, doc_pairs = adjudicate_document(doc, candidates[doc.id], proposals.get(doc.id, []), threshold, tolerance)
+        consensus.append(human.get(doc.id, record))
+        pairs += doc_pairs
+    disputed = [c for c in consensus if c.disputed and not c.human_reviewed]
+    write_records(work_dir / "agreement.parquet", pairs, PairAgreement)
+    write_records(work_dir / "disputed.parquet", disputed, Consensus)
+    write_records(out, consensus, Consensus)
+    summary = {
+        "documents": len(consensus),
+        "disputed": len(disputed),
+        "human_reviewed_kept": len(human),
+        "mean_agreement": round(mean(c.agreement for c in consensus), 3) if consensus else None,
+        "table": agreement_table(pairs),
+    }
+    mark_done(out, fingerprint(settings, work_dir / "proposals.parquet"), summary)
+    return summary

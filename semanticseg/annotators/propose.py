@@ -1,0 +1,140 @@
+"""The propose stage: every annotator proposes cuts for every document -> WORK/proposals.parquet.
+
+Resumable at the document level: each (annotator, document) proposal is written at once as a small
+shard under WORK/proposals.parts/<settings>/<annotator>/, so Ctrl-C or a crash loses nothing finished and
+a rerun continues; failed proposals are retried on a rerun (their shards are kept until then). LLM
+annotators run concurrently, all documents at once under each annotator's request limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from semanticseg.annotators.base import Annotator, get_annotator, parse_name
+from semanticseg.io import fingerprint, mark_done, read_records, write_json, write_records
+from semanticseg.schema import Candidates, Document, Proposal
+
+# LLM options that change answers (so they key the shards); the rest (concurrency, timeouts) do not.
+_ANSWER_OPTIONS = ("base_url", "temperature", "max_tokens", "window_tokens", "overlap_tokens", "structured")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80] + "-" + hashlib.sha1(name.encode()).hexdigest()[:6]
+
+
+def build_annotators(specs: list[str], work_dir: Path, llm_options: dict[str, Any] | None = None) -> list[Annotator]:
+    """Annotators from names ("structure", "similarity", "llm", "llm:<model>#<sample>"); LLMs share options and a cache."""
+    built = []
+    for spec in specs:
+        if parse_name(spec)[0] == "llm":
+            built.append(get_annotator(spec, cache_dir=work_dir / "llm_cache", **(llm_options or {})))
+        else:
+            built.append(get_annotator(spec))
+    names = [a.name for a in built]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two annotators share a name ({names}); give LLM samples different numbers, e.g. llm#0 llm#1")
+    return built
+
+
+def _summarise(proposals: list[Proposal], seconds: dict[str, float], tokens: dict[str, int]) -> dict[str, Any]:
+    per: dict[str, dict[str, Any]] = {}
+    for p in proposals:
+        row = per.setdefault(p.annotator, {"ok": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                                           "requests": 0, "cache_hits": 0, "cuts": 0, "errors": []})
+        row["ok" if p.status == "ok" else "failed"] += 1
+        row["prompt_tokens"] += p.prompt_tokens
+        row["completion_tokens"] += p.completion_tokens
+        row["requests"] += p.meta.get("requests", 0)
+        row["cache_hits"] += p.meta.get("cache_hits", 0)
+        row["cuts"] += len(p.cuts)
+        if p.error and len(row["errors"]) < 5:
+            row["errors"].append(f"{p.doc_id}: {p.error}")
+    for name, row in per.items():
+        row["seconds"] = round(seconds.get(name, 0.0), 2)
+        row["doc_tokens_per_s"] = round(tokens.get(name, 0) / seconds[name], 1) if seconds.get(name) else None
+    return per
+
+
+def run_propose(
+    work_dir: Path,
+    annotators: list[str],
+    target_tokens: int = 512,
+    llm_options: dict[str, Any] | None = None,
+    retry_failed: bool = True,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Run the annotators over WORK/documents.parquet + candidates.parquet; write WORK/proposals.parquet."""
+    work_dir = Path(work_dir)
+    if target_tokens <= 0:
+        raise ValueError("target_tokens must be positive")
+    documents: list[Document] = read_records(work_dir / "documents.parquet", Document)
+    by_id = {c.doc_id: c for c in read_records(work_dir / "candidates.parquet", Candidates)}
+    missing = [d.id for d in documents if d.id not in by_id]
+    if missing:
+        raise ValueError(f"{len(missing)} documents have no candidates (e.g. {missing[0]}): rerun `semanticseg candidates`")
+    llm_options = dict(llm_options or {})
+    config = {"stage": "propose", "annotators": annotators, "target_tokens": target_tokens, "llm_options": llm_options}
+    write_json(work_dir / "propose.config.json", config)
+    built = build_annotators(annotators, work_dir, llm_options)
+    keyed = {k: v for k, v in llm_options.items() if k in _ANSWER_OPTIONS}
+    shard_root = work_dir / "proposals.parts" / fingerprint({"target_tokens": target_tokens, **keyed}, work_dir / "candidates.parquet")
+    seconds: dict[str, float] = {}
+    tokens: dict[str, int] = {}
+    try:
+        results = asyncio.run(_run_all(built, documents, by_id, target_tokens, shard_root, retry_failed, progress, seconds, tokens))
+    finally:
+        for annotator in built:
+            if hasattr(annotator, "close"):
+                annotator.close()
+    out = work_dir / "proposals.parquet"
+    write_records(out, results, Proposal)
+    summary = {"documents": len(documents), "annotators": _summarise(results, seconds, tokens)}
+    mark_done(out, fingerprint(config, work_dir / "candidates.parquet"), summary)
+    return summary
+
+
+async def _run_all(built: list[Annotator], documents: list[Document], by_id: dict[str, Candidates], target_tokens: int,
+                   shard_root: Path, retry_failed: bool, progress: Any, seconds: dict[str, float], tokens: dict[str, int]) -> list[Proposal]:
+    """All proposals, in (annotator, document) order; new ones are written to shards as they finish."""
+    results: dict[tuple[str, str], Proposal] = {}
+    todo: dict[str, list[Document]] = {}
+    for annotator in built:
+        for doc in documents:
+            shard = shard_root / _slug(annotator.name) / f"{_slug(doc.id)}.parquet"
+            if shard.exists():
+                (old,) = read_records(shard, Proposal)
+                if old.status == "ok" or not retry_failed:
+                    results[(annotator.name, doc.id)] = old
+                    continue
+            todo.setdefault(annotator.name, []).append(doc)
+    total = sum(len(v) for v in todo.values())
+    task = progress.add_task("propose", total=total, info="") if progress is not None and total else None
+
+    async def one(annotator: Annotator, doc: Document) -> None:
+        proposal = await annotator.apropose(doc, by_id[doc.id], target_tokens)
+        write_records(shard_root / _slug(annotator.name) / f"{_slug(doc.id)}.parquet", [proposal], Proposal)
+        results[(annotator.name, doc.id)] = proposal
+        if task is not None:
+            progress.update(task, advance=1, info=f"{annotator.name} {proposal.status}")
+
+    async def per_annotator(annotator: Annotator) -> None:
+        docs = todo.get(annotator.name, [])
+        start = time.perf_counter()
+        if annotator.name.startswith("llm:"):
+            await asyncio.gather(*(one(annotator, doc) for doc in docs))
+        else:
+            for doc in docs:  # CPU-bound annotators: one at a time, the cores are shared
+                await one(annotator, doc)
+        seconds[annotator.name] = time.perf_counter() - start
+        tokens[annotator.name] = sum(d.n_tokens for d in docs)
+
+    local = [a for a in built if not a.name.startswith("llm:")]
+    for annotator in local:
+        await per_annotator(annotator)
+    await asyncio.gather(*(per_annotator(a) for a in built if a.name.startswith("llm:")))
+    return [results[(a.name, d.id)] for a in built for d in documents]
