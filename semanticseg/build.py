@@ -114,9 +114,16 @@ def build_category(
         stages[name] = "skipped" if summary.get("skipped") else "ran"
 
     with _stage(progress, overall, f"{category}: collect"):
+        task = progress.add_task(f"collect {category}", total=config.limit, info="") if progress else None
+
+        def on_text(n_docs: int, origin: str) -> None:
+            if progress:
+                progress.update(task, completed=n_docs, info=origin[-50:])
+
         mark("collect", collect(
-            category, work_dir, source=config.source, limit=config.limit,
-            min_tokens=recipe.min_tokens, max_tokens=recipe.max_tokens, encoding=recipe.encoding,
+            category, work_dir, source=config.source, limit=config.limit, min_tokens=recipe.min_tokens,
+            max_tokens=recipe.max_tokens, encoding=recipe.encoding,
+            near_duplicate_jaccard=recipe.near_duplicate_jaccard, on_text=on_text,
         ))
     with _stage(progress, overall, f"{category}: candidates"):
         mark("candidates", run_candidates(work_dir, encoding=recipe.encoding, force=config.force, progress=progress))

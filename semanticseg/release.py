@@ -23,7 +23,8 @@ from semanticseg.schema import Instance, length_bucket, to_table
 from semanticseg.validate import ValidationReport, validate_splits
 
 SPLIT_ORDER = ("train", "validation", "test")
-# Collect names the parts of one long source "<source>#part-3" (also accepts "#3", "::chunk2", "@part_2").
+# Collect gives every part of one long text the same source; sources from elsewhere may name parts
+# "<source>#part-3" (or "#3", "::chunk2", "@part_2"): both count as one source.
 _PART_SUFFIX = re.compile(r"(?:#|::|@)(?:part|chunk|window)?[-_]?\d+$")
 
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from semanticseg.instances import enforce_bounds
 from semanticseg.tokens import span_tokens, token_starts
 
 GPL3 = Path("/usr/share/common-licenses/GPL-3")
+CATEGORY = "code"  # its embedded offline source is the Python standard library: real, always installed
 
 
 def _paragraphs(text: str) -> list[int]:
@@ -34,3 +43,38 @@ def test_bounds_that_candidates_cannot_meet_give_none():
     text = GPL3.read_text()
     starts = token_starts(text)
     assert enforce_bounds([], [], starts, len(text), 16, 4096) is None  # 7k tokens, nowhere to cut
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from semanticseg.cli import app; app()", *args]
+
+
+def _release_digests(work: Path, out: Path) -> dict[str, str]:
+    from semanticseg.recipe import load_recipe
+    from semanticseg.release import release
+
+    release(work, out, load_recipe())
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "data").glob("*.parquet"))}
+
+
+@pytest.mark.slow
+def test_killed_build_resumes_to_the_same_release(tmp_path):
+    args = ["build", "--category", CATEGORY, "--limit", "3", "--annotators", "structure"]
+    whole = tmp_path / "whole"
+    subprocess.run(_cli(*args, "--work", str(whole)), check=True, capture_output=True, timeout=300)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(*args, "--work", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_output = killed / CATEGORY / "documents.parquet"
+    deadline = time.monotonic() + 240
+    while not first_output.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first_output.exists() and not (killed / CATEGORY / "instances.parquet").exists(), "not killed mid-build"
+    subprocess.run(_cli(*args, "--work", str(killed)), check=True, capture_output=True, timeout=300)
+    report = json.loads((killed / CATEGORY / "build_report.json").read_text())
+    assert report["stages"]["collect"] == "skipped"  # the stage finished before the kill was not redone
+
+    digests = _release_digests(whole, tmp_path / "release-whole")
+    assert digests and digests == _release_digests(killed, tmp_path / "release-killed")

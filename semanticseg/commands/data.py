@@ -101,7 +101,9 @@ def build_cmd(
     category: list[str] = typer.Option(None, "--category", "-c", help="Category to build (repeat for several), e.g. code."),
     all_categories: bool = typer.Option(False, "--all", help="Build every category."),
     work: Path = typer.Option(Path("work"), "--work", help="Work root: each category's stage outputs go to WORK/<category>/."),
-    source: str = typer.Option("offline", "--source", help="offline (embedded corpora, no network) or hub (the online sources)."),
+    source: str = typer.Option(
+        "offline", "--source", help="offline: real text shipped inside installed packages (no network); online: the hub data sets."
+    ),
     limit: int = typer.Option(
         None, "--limit", min=1,
         help="Documents per category (default: the recipe's offline.documents_per_category offline; all of them online).",
@@ -129,6 +131,8 @@ def build_cmd(
     from semanticseg.collect import CATEGORIES
 
     recipe = _recipe(recipe_path)
+    if source not in {"offline", "online"}:
+        raise fail(f"--source must be offline or online, got {source!r}")
     if all_categories == bool(category):
         raise fail("give --category NAME (repeatable) or --all, not both and not neither")
     cats = list(CATEGORIES) if all_categories else list(dict.fromkeys(category))
@@ -150,7 +154,7 @@ def build_cmd(
     try:
         with progress_bar() as progress:
             reports = build(config, recipe, progress, label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY", ""))
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
+    except (ValueError, RuntimeError, FileNotFoundError) as err:  # EmptySource, ReviewError and SourceMissing among them
         raise fail(str(err)) from None
     _print_build(reports)
 
@@ -158,20 +162,23 @@ def build_cmd(
 def _print_build(reports) -> None:
     from rich.table import Table
 
-    table = Table(title="SemanticSeg build: instances built / recipe target per length bucket")
-    for col in ("category", "docs", "instances", "dropped", "disputed", "human", "agreement", *reports[0].target, "stages"):
-        table.add_column(col, justify="left" if col in ("category", "stages") else "right")
+    table = Table(title="built / recipe target, per length bucket")
+    for col in ("category", "docs", "inst", "disputed", "human", "agree", *reports[0].target):
+        table.add_column(col, justify="left" if col == "category" else "right")
     for r in reports:
-        ran = ",".join(s for s, how in r.stages.items() if how.startswith("ran")) or "all skipped (complete)"
         table.add_row(
-            r.category, str(r.documents), str(r.instances), str(sum(r.dropped.values())), str(r.disputed),
-            str(r.human_reviewed), f"{r.agreement:.3f}", *(f"{r.built[b]}/{r.target[b]}" for b in r.target), f"ran: {ran}",
+            r.category, str(r.documents), str(r.instances), str(r.disputed), str(r.human_reviewed),
+            f"{r.agreement:.2f}", *(f"{r.built[b]}/{r.target[b]}" for b in r.target),
         )
     console.print(table)
+    for r in reports:
+        ran = [s for s, how in r.stages.items() if how.startswith("ran")]
+        dropped = ", ".join(f"{n} {why}" for why, n in r.dropped.items() if n) or "none"
+        console.print(f"{r.category}: ran {', '.join(ran) or 'nothing (all complete)'}; dropped: {dropped}")
     for note in dict.fromkeys(n for r in reports for n in r.notes):
         console.print(f"[yellow]note:[/] {note}")
     short = sum(sum(r.shortfall.values()) for r in reports)
-    console.print(f"shortfall against the recipe: {short:,} instances; `semanticseg release` gathers what was built.")
+    console.print(f"shortfall against the recipe: {short:,} instances. Next: semanticseg release")
 
 
 @app.command("release")
