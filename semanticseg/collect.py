@@ -14,9 +14,11 @@ import hashlib
 import random
 import re
 import unicodedata
+import zlib
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +149,10 @@ class NearDuplicates:
         from datasketch import MinHash
 
         words = text.split()
-        shingles = {" ".join(words[i : i + 5]).encode() for i in range(max(len(words) - 4, 1))}
-        mh = MinHash(num_perm=self.num_perm, seed=1)
+        # crc32 (C, deterministic across runs) hashes the shingles; datasketch's default sha1 per shingle
+        # made this the slowest step of collect.
+        shingles = {zlib.crc32(" ".join(words[i : i + 5]).encode()) for i in range(max(len(words) - 4, 1))}
+        mh = MinHash(num_perm=self.num_perm, seed=1, hashfunc=int)
         mh.update_batch(list(shingles))
         if self.lsh.query(mh):
             return True
@@ -174,7 +178,8 @@ def build_documents(
 ) -> tuple[list[Document], dict[str, Any]]:
     """Normalise, cut, dedup: the documents of a collect run and its summary (dropped counts by reason)."""
     enc = get_encoding(config.encoding)
-    count = lambda s: len(enc.encode(s, disallowed_special=()))  # noqa: E731
+    # Cached: a text kept whole is counted by cut() and again here; the cache makes that one encode.
+    count = lru_cache(maxsize=8)(lambda s: len(enc.encode(s, disallowed_special=())))
     near = NearDuplicates(config.near_duplicate_jaccard)
     docs: list[Document] = []
     seen_ids: set[str] = set()
