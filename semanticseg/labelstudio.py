@@ -98,8 +98,11 @@ def _choices_result(offsets: list[int]) -> list[dict[str, Any]]:
 def build_task(doc: Document, candidates: Candidates, consensus: Consensus, context_chars: int) -> dict[str, Any]:
     """One Label Studio task (data + predictions) for the disputed windows of one document."""
     text = doc.text
-    windows = disputed_windows(text, consensus.disputed_offsets, context_chars)
-    disputed = set(consensus.disputed_offsets)
+    # With fewer than two proposals nothing is "disagreed on": review around whatever was proposed,
+    # and with no proposal at all the whole text (rare; Label Studio copes with one long task).
+    focus = consensus.disputed_offsets or sorted(set(consensus.cuts).union(*consensus.annotator_cuts))
+    windows = disputed_windows(text, focus, context_chars) if focus else [(0, len(text))]
+    disputed = set(focus)
     kinds = dict(zip(candidates.offsets, candidates.kinds))
     shown: list[int] = []
     parts: list[str] = []
@@ -402,8 +405,8 @@ def _known_tasks(work_dir: Path) -> dict[str, int]:
 
 
 def _merge_into_consensus(work_dir: Path, consensus: list[Consensus], human: list[HumanCuts]) -> None:
-    """Rewrite consensus.parquet (and disputed.parquet when present) with the human decisions applied."""
-    write_records(work_dir / "consensus.parquet", apply_human(consensus, human), Consensus)
-    disputed_path = work_dir / "disputed.parquet"
-    if disputed_path.exists():
-        write_records(disputed_path, apply_human(read_records(disputed_path, Consensus), human), Consensus)
+    """Rewrite consensus.parquet with the human decisions applied, and disputed.parquet as what is still queued."""
+    merged = apply_human(consensus, human)
+    write_records(work_dir / "consensus.parquet", merged, Consensus)
+    # As adjudicate writes it: the disputed documents no human has decided yet.
+    write_records(work_dir / "disputed.parquet", [c for c in merged if c.disputed and not c.human_reviewed], Consensus)

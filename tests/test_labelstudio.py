@@ -10,6 +10,7 @@ import html
 import json
 import re
 import socket
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -65,6 +66,17 @@ def test_task_shows_the_disputed_windows_with_markers_at_exact_offsets(review_di
     assert [p["model_version"] for p in task["predictions"]] == ["consensus", *c.annotators]
     structure = task["predictions"][1]["result"][0]["value"]["choices"]
     assert sorted(int(v) for v in structure) == sorted(set(values) & set(c.annotator_cuts[0]))
+
+
+def test_a_disputed_document_without_disputed_offsets_is_still_reviewable(review_dir):
+    docs, cands, consensus = _inputs(review_dir)
+    c, doc = consensus[0], docs[consensus[0].doc_id]
+    single = replace(c, annotators=["structure"], annotator_cuts=[c.annotator_cuts[0]], disputed_offsets=[])
+    shown = [int(x["value"]) for x in build_task(doc, cands[c.doc_id], single, context_chars=100)["data"]["candidates"]]
+    assert set(c.annotator_cuts[0]) <= set(shown)  # a lone proposal is reviewed around its cuts
+    nothing = replace(c, cuts=[], annotators=[], annotator_cuts=[], disputed_offsets=[])
+    data = build_task(doc, cands[c.doc_id], nothing, context_chars=100)["data"]
+    assert data["windows"] == [[0, len(doc.text)]] and len(data["candidates"]) == len(cands[c.doc_id].offsets)
 
 
 def test_windows_merge_and_stay_bounded_on_one_huge_line():
@@ -143,7 +155,7 @@ def test_push_review_pull_round_trip_is_idempotent_and_partial(labelstudio, revi
     merged = {c.doc_id: c for c in read_records(review_dir / "consensus.parquet", Consensus)}
     assert merged["gpl-3"].cuts == expected and merged["gpl-3"].human_reviewed
     assert not merged["apache-2.0"].human_reviewed and merged["apache-2.0"].cuts == consensus[1].cuts
-    assert read_records(review_dir / "disputed.parquet", Consensus)[0].human_reviewed
+    assert [c.doc_id for c in read_records(review_dir / "disputed.parquet", Consensus)] == ["apache-2.0"]  # still queued
 
     _annotate(client, ids["apache-2.0"], [])  # the reviewer removes every cut in the windows
     done = pull(review_dir, url, key, project=title)
