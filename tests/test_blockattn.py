@@ -1,0 +1,98 @@
+"""Block attention: the mask rule, FlexAttention == dense SDPA, RoPE re-rotation, KV-cache reuse == masked forward."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from semanticseg.blockattn import cache, masks, positions
+
+# fp32 on CPU: cached and recomputed paths differ only by summation order.
+ATOL = 1e-4
+
+
+def _tiny(path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa").eval()
+
+
+def test_dense_mask_rule():
+    block_ids = torch.tensor([[0, 0, 1, 1, 2, 2]])
+    open_blocks = torch.tensor([[False, False, True]])
+    mask = masks.dense_mask(block_ids, open_blocks)[0, 0]
+    assert mask[3].tolist() == [False, False, True, True, False, False]  # closed block: itself only, causal
+    assert mask[5].tolist() == [True] * 6  # open final block: everything before it
+    assert not mask[2, 3]  # causal inside a block
+
+
+def test_flex_block_mask_equals_dense_sdpa():
+    from torch.nn.attention.flex_attention import flex_attention
+    from torch.nn.functional import scaled_dot_product_attention
+
+    torch.manual_seed(0)
+    n = 256  # two 128-token tiles, blocks crossing the tile edge
+    block_ids = torch.tensor([[0] * 50 + [1] * 90 + [2] * 60 + [3] * 56])
+    open_blocks = torch.tensor([[True, False, True, True]])
+    q, k, v = (torch.randn(1, 2, n, 16) for _ in range(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # eager FlexAttention warns that it is unfused
+        flex = flex_attention(q, k, v, block_mask=masks.flex_mask(block_ids, open_blocks))
+    dense = scaled_dot_product_attention(q, k, v, attn_mask=masks.dense_mask(block_ids, open_blocks))
+    assert torch.allclose(flex, dense, atol=1e-5)
+
+
+def test_layout_sinks_and_positions():
+    lay = positions.layout([[5, 6], [7]], [8, 9], sink_id=1)
+    assert lay.input_ids == [1, 5, 6, 1, 7, 8, 9]
+    assert lay.block_ids == [0, 0, 0, 1, 1, 2, 2]
+    assert lay.block_starts == [0, 3, 5]
+    plain = positions.layout([[5, 6], [7]], [8, 9], sink_id=1, block_sinks=False)
+    assert plain.input_ids == [1, 5, 6, 7, 8, 9]
+
+
+@pytest.mark.slow
+def test_closed_blocks_match_blocks_run_alone(tiny_llama_dir):
+    """Reference: each closed block run alone at its global positions gives the masked forward's logits."""
+    model = _tiny(tiny_llama_dir)
+    lay = positions.layout([list(range(100, 120)), list(range(200, 231)), list(range(300, 317))], list(range(400, 410)), sink_id=1)
+    ids = torch.tensor([lay.input_ids])
+    open_blocks = torch.tensor([[False, False, False, True]])
+    with torch.no_grad():
+        masked = model(input_ids=ids, attention_mask=masks.dense_mask(torch.tensor([lay.block_ids]), open_blocks)).logits[0]
+        for start, end in zip(lay.block_starts[:-1], lay.block_starts[1:], strict=True):
+            alone = model(input_ids=ids[:, start:end], position_ids=torch.arange(start, end)[None]).logits[0]
+            assert torch.allclose(masked[start:end], alone, atol=ATOL)
+
+
+@pytest.mark.slow
+def test_rotate_keys_moves_a_block(tiny_llama_dir):
+    model = _tiny(tiny_llama_dir)
+    ids = torch.tensor([list(range(500, 530))])
+    with torch.no_grad():
+        at_zero = model(input_ids=ids, use_cache=True).past_key_values.layers[1].keys
+        at_77 = model(input_ids=ids, position_ids=torch.arange(77, 107)[None], use_cache=True).past_key_values.layers[1].keys
+    assert torch.allclose(positions.rotate_keys(at_zero, 77, model.model.rotary_emb), at_77, atol=ATOL)
+
+
+@pytest.mark.slow
+def test_cache_reuse_equals_block_masked_forward(tiny_llama_dir):
+    """Cached blocks + final-block prefill == the block-masked forward pass (fp32, atol 1e-4), reuse hits."""
+    model = _tiny(tiny_llama_dir)
+    shared = list(range(1000, 1040))
+    requests = [([list(range(100, 133)), shared], list(range(700, 712))), ([shared, list(range(2000, 2025)), list(range(3000, 3007))], list(range(800, 809)))]
+    store = cache.BlockCache(model, "tiny")
+    for blocks, final in requests:
+        lay = positions.layout(blocks, final, sink_id=1)
+        open_blocks = torch.zeros(1, len(blocks) + 1, dtype=torch.bool)
+        open_blocks[0, -1] = True
+        with torch.no_grad():
+            masked = model(input_ids=torch.tensor([lay.input_ids]), attention_mask=masks.dense_mask(torch.tensor([lay.block_ids]), open_blocks)).logits
+        with_sinks = [lay.input_ids[a:b] for a, b in zip(lay.block_starts[:-1], lay.block_starts[1:], strict=True)]
+        logits, _ = cache.prefill_final(model, store.assemble(with_sinks), final)
+        assert torch.allclose(logits[0], masked[0, lay.block_starts[-1] :], atol=ATOL)
+    assert store.hits == 1 and store.misses == 4  # the shared block was encoded once, at two positions
+    produced = cache.generate(store, with_sinks, final, max_new_tokens=3)
+    assert len(produced) <= 3 and store.hits == 1 + len(with_sinks)
