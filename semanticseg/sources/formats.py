@@ -25,7 +25,8 @@ def lines(text: str) -> Units:
 
 
 def info_manual(text: str) -> Units:
-    """A GNU info file: drop the 0x1f node separators (the `File: ..., Node: ...` lines stay as headings)."""
+    """A GNU info file: drop the 0x1f node separators and NUL-framed tags (`File: ..., Node: ...` lines stay)."""
+    text = re.sub("\x00\x08\\[[^\x00]*\x00\x08\\]", "", text)  # NUL-framed tags such as [index]
     return [("", text.replace("\x1f\n", "\n").replace("\x1f", ""))]
 
 

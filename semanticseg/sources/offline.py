@@ -25,6 +25,9 @@ from semanticseg.sources.formats import FORMATS
 _DECOMPRESS = {".gz": gzip.decompress, ".dz": gzip.decompress, ".bz2": bz2.decompress}  # dictzip is gzip
 
 
+_CONTROL = frozenset(set(range(0x09)) | set(range(0x0E, 0x1F)) - {0x1B})
+
+
 class SourceMissing(FileNotFoundError):
     """The package that ships a category's offline text is not installed."""
 
@@ -49,7 +52,7 @@ def locate_root(params: dict[str, Any]) -> tuple[Path, str]:
     else:
         raise ValueError("an offline source needs one of: package, stdlib, root")
     sub = params.get("subdir")
-    return (root / sub if sub else root), label
+    return (root / sub, f"{label}/{sub}") if sub else (root, label)
 
 
 def list_files(root: Path, patterns: list[str], exclude: list[str]) -> list[Path]:
@@ -69,7 +72,9 @@ def decode_file(path: Path) -> str | Skipped:
             data = _DECOMPRESS[path.suffix](data)
     except (OSError, EOFError, ValueError) as err:
         return Skipped(str(path), f"unreadable: {type(err).__name__}")
-    if b"\x00" in data[:8192]:
+    sample = data[:8192]
+    # Binary = more than 1% control bytes (text formats carry a few: info's 0x1f node marks, NUL-framed tags).
+    if sum(byte in _CONTROL for byte in sample) > len(sample) / 100:
         return Skipped(str(path), "binary")
     try:
         return data.decode("utf-8")
@@ -92,6 +97,8 @@ def read_files(params: dict[str, Any]) -> Iterator[RawText | Skipped]:
     files = list_files(root, list(params.get("patterns", ["**/*"])), list(params.get("exclude", [])))
     if not files:
         raise SourceMissing(f"no files match {params.get('patterns')} under {root}: is the package installed?")
+    if group_by is not None:  # a group's files one after another, so each group is joined once
+        files.sort(key=lambda p: (_group_key(group_by, p.relative_to(root).as_posix()), _natural(p.relative_to(root))))
     pending_key: str | None = None
     pending: list[str] = []
     for path in files:
@@ -104,15 +111,28 @@ def read_files(params: dict[str, Any]) -> Iterator[RawText | Skipped]:
         if group_by is None:
             yield from (RawText(source, text) for source, text in units if text.strip())
             continue
-        match = group_by.search(rel)
-        key = match.group(1) if match else rel
+        key = _group_key(group_by, rel)
         if key != pending_key and pending:
-            yield RawText(f"{label}/{pending_key}", "\n\n".join(pending))
+            yield RawText(_joined_source(label, pending_key), "\n\n".join(pending))
             pending = []
         pending_key = key
         pending.extend(text for _, text in units if text.strip())
     if pending:
-        yield RawText(f"{label}/{pending_key}", "\n\n".join(pending))
+        yield RawText(_joined_source(label, pending_key), "\n\n".join(pending))
+
+
+def _natural(rel: Path) -> str:
+    """Sort key that puts `x.info.gz` before `x.info-1.gz` (the compression suffix is not part of the name)."""
+    return rel.as_posix().removesuffix(rel.suffix) if rel.suffix in _DECOMPRESS else rel.as_posix()
+
+
+def _group_key(group_by: re.Pattern[str], rel: str) -> str:
+    match = group_by.search(rel)
+    return match.group(1) if match else rel
+
+
+def _joined_source(label: str, key: str | None) -> str:
+    return f"{label}/{key}" if key else label
 
 
 READERS = {"files": read_files}
