@@ -14,6 +14,8 @@ from __future__ import annotations
 import html
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -223,28 +225,34 @@ def instructions() -> str:
     return MarkdownIt().render(package_data("annotation/guidelines.md").read_text())
 
 
+@contextmanager
+def _talking_to(url: str) -> Iterator[None]:
+    """Turn the SDK's transport and HTTP errors into ReviewErrors that say what to do."""
+    import httpx
+    from label_studio_sdk.core.api_error import ApiError
+
+    try:
+        yield
+    except httpx.HTTPError as error:
+        raise ReviewError(f"cannot reach Label Studio at {url} ({error}); start it with `semanticseg annotate serve`") from None
+    except ApiError as error:  # also raised by the SDK itself for an expired personal access token
+        if error.status_code in (401, 403):
+            raise ReviewError(f"Label Studio at {url} refused the API token (HTTP {error.status_code}: {error.body}): check --api-key / LABEL_STUDIO_API_KEY") from None
+        raise ReviewError(f"Label Studio at {url} answered HTTP {error.status_code}: {error.body}") from None
+
+
 def connect(url: str, api_key: str):
     """A label-studio-sdk client that has proved it can reach the server and log in.
 
     Legacy tokens and personal access tokens (JWT refresh tokens) both work: the SDK tells them apart.
     """
-    import httpx
     from label_studio_sdk import LabelStudio
-    from label_studio_sdk.core.api_error import ApiError
 
     if not api_key:
         raise ReviewError("no Label Studio API token: pass --api-key or set LABEL_STUDIO_API_KEY")
-    try:
+    with _talking_to(url):
         client = LabelStudio(base_url=url, api_key=api_key, timeout=60)
         client.users.whoami()
-    except httpx.HTTPError as error:
-        raise ReviewError(f"cannot reach Label Studio at {url} ({error}); start it with `semanticseg annotate serve`") from None
-    except ApiError as error:
-        if error.status_code in (401, 403):
-            raise ReviewError(f"Label Studio at {url} refused the API token (HTTP {error.status_code}): check --api-key / LABEL_STUDIO_API_KEY") from None
-        raise ReviewError(f"Label Studio at {url} answered HTTP {error.status_code}: {error.body}") from None
-    except Exception as error:  # the SDK rejects an expired personal access token before any request
-        raise ReviewError(f"cannot log in to Label Studio at {url}: {error}") from None
     return client
 
 
@@ -260,6 +268,25 @@ def _checked(project) -> Any:
             "Restore annotation/labelstudio_config.xml in its Settings > Labeling Interface, or push with --reset-config."
         )
     return project
+
+
+def _push_project(client, title: str, reset_config: bool):
+    """The project titled `title`, created with our config and instructions when missing."""
+    found = _find_project(client, title)
+    if found is None:
+        found = client.projects.create(
+            title=title,
+            label_config=label_config(),
+            expert_instruction=instructions(),
+            show_instruction=True,
+            show_collab_predictions=True,
+            model_version=CONSENSUS_MODEL,  # the reviewer starts from the consensus
+            description="Disputed windows of SemanticSeg documents: tick where a new self-contained block starts.",
+        )
+    elif reset_config:
+        client.projects.update(id=found.id, label_config=label_config(), expert_instruction=instructions())
+        found = client.projects.get(id=found.id)
+    return _checked(found)
 
 
 def _server_tasks(client, project_id: int, with_annotations: bool = False) -> dict[str, Any]:
@@ -290,38 +317,27 @@ def push(work_dir: Path, url: str, api_key: str, project: str | None = None, con
     docs, cands, consensus = _inputs(work_dir)
     reviewed = {h.doc_id for h in _read_human(work_dir)}
     client = connect(url, api_key)
-    found = _find_project(client, config.project)
-    if found is None:
-        found = client.projects.create(
-            title=config.project,
-            label_config=label_config(),
-            expert_instruction=instructions(),
-            show_instruction=True,
-            show_collab_predictions=True,
-            model_version=CONSENSUS_MODEL,  # the reviewer starts from the consensus
-            description="Disputed windows of SemanticSeg documents: tick where a new self-contained block starts.",
-        )
-    elif reset_config:
-        client.projects.update(id=found.id, label_config=label_config(), expert_instruction=instructions())
-        found = client.projects.get(id=found.id)
-    _checked(found)
-    summary = ReviewSummary(project_id=found.id)
-    existing = _server_tasks(client, found.id)
-    todo = [c for c in consensus if c.disputed and c.doc_id not in reviewed and c.doc_id not in existing]
-    summary.already_there = sum(1 for c in consensus if c.disputed and c.doc_id in existing)
-    for c in consensus:
-        if c.disputed and (c.doc_id not in docs or c.doc_id not in cands) and c.doc_id not in existing:
-            summary.skipped.append({"doc_id": c.doc_id, "reason": "not in documents.parquet or candidates.parquet"})
-    todo = [c for c in todo if c.doc_id in docs and c.doc_id in cands]
-    task_bar = progress.add_task("push", total=len(todo), info="") if progress else None
-    for i in range(0, len(todo), config.batch_size):
-        batch = todo[i : i + config.batch_size]
-        tasks = [build_task(docs[c.doc_id], cands[c.doc_id], c, context_chars) for c in batch]
-        client.projects.import_tasks(id=found.id, request=tasks)
-        summary.pushed += len(batch)
-        if progress:
-            progress.update(task_bar, advance=len(batch))
-    _write_task_map(work_dir, config.url, found, _server_tasks(client, found.id))
+    with _talking_to(url):
+        found = _push_project(client, config.project, reset_config)
+        summary = ReviewSummary(project_id=found.id)
+        existing = _server_tasks(client, found.id)
+        todo = []
+        for c in (c for c in consensus if c.disputed and c.doc_id not in reviewed):
+            if c.doc_id in existing:
+                summary.already_there += 1
+            elif c.doc_id not in docs or c.doc_id not in cands:
+                summary.skipped.append({"doc_id": c.doc_id, "reason": "not in documents.parquet or candidates.parquet"})
+            else:
+                todo.append(c)
+        task_bar = progress.add_task("push", total=len(todo), info="") if progress else None
+        for i in range(0, len(todo), config.batch_size):
+            batch = todo[i : i + config.batch_size]
+            tasks = [build_task(docs[c.doc_id], cands[c.doc_id], c, context_chars) for c in batch]
+            client.projects.import_tasks(id=found.id, request=tasks)
+            summary.pushed += len(batch)
+            if progress:
+                progress.update(task_bar, advance=len(batch))
+        _write_task_map(work_dir, config.url, found, _server_tasks(client, found.id))
     write_json(work_dir / "labelstudio_push.json", {"config": asdict(config), "summary": asdict(summary)})
     return summary
 
@@ -353,15 +369,16 @@ def pull(work_dir: Path, url: str, api_key: str, project: str | None = None) -> 
     recorded as skips (earlier human decisions for them are kept), and a later pull retries them.
     """
     config = PullConfig(url=url, project=project or project_title(work_dir.name))
-    docs, cands, consensus = _inputs(work_dir)
+    _, cands, consensus = _inputs(work_dir)
     client = connect(url, api_key)
-    found = _find_project(client, config.project)
-    if found is None:
-        raise ReviewError(f"no Label Studio project titled {config.project!r} at {url}: run `semanticseg annotate push` first")
-    _checked(found)
+    with _talking_to(url):
+        found = _find_project(client, config.project)
+        if found is None:
+            raise ReviewError(f"no Label Studio project titled {config.project!r} at {url}: run `semanticseg annotate push` first")
+        _checked(found)
+        server = _server_tasks(client, found.id, with_annotations=True)
+        users = {u.id: (u.email or u.username or f"user:{u.id}") for u in client.users.list()}
     summary = ReviewSummary(project_id=found.id)
-    server = _server_tasks(client, found.id, with_annotations=True)
-    users = {u.id: (u.email or u.username or f"user:{u.id}") for u in client.users.list()}
     human = {h.doc_id: h for h in _read_human(work_dir)}
     known = _known_tasks(work_dir)
     for c in (c for c in consensus if c.disputed):
