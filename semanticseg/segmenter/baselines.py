@@ -1,0 +1,202 @@
+"""Baselines behind one interface, so evaluation and the benchmark treat every method alike.
+
+A method has two steps: `prepare(text, category)` does the costly, granularity-free work once (tokenise,
+find candidates, embed); `cut(prepared, target_tokens)` returns char-offset cuts for a target mean block
+length and is cheap, so evaluation can tune each method's granularity on validation without redoing the
+expensive part. Speed is measured over both steps.
+
+- fixed: windows of target_tokens tokens (the chunker every RAG framework ships);
+- paragraph: paragraphs (blank-line separated) packed greedily up to target_tokens;
+- recursive: semchunk's recursive splitting (paragraphs, lines, sentences, words) to target_tokens;
+- texttiling: nltk's TextTilingTokenizer (no length knob: the target is ignored);
+- embedding: the MiniLM over the same units as the segmenter, TextTiling depth scores of the similarity
+  between the units before and after each candidate, cut by the same length-prior DP;
+- structure: the structure annotator (candidate kind scores + length prior);
+- segmenter: the trained model.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from typing import Any, Callable
+
+import numpy as np
+
+from semanticseg.segmenter.decode import decode
+from semanticseg.segmenter.units import Units, doc_units, embed_units, load_encoder
+from semanticseg.tokens import DEFAULT_ENCODING, get_encoding, token_starts
+
+
+class Method:
+    """A segmentation method: prepare once per text, then cut at any granularity."""
+
+    name: str
+
+    def prepare(self, text: str, category: str) -> Any:
+        """Granularity-free work for text (default: its token starts)."""
+        return text, token_starts(text)
+
+    def cut(self, prepared: Any, target_tokens: int) -> list[int]:
+        """Char-offset cuts, sorted, unique, inside (0, len(text))."""
+        raise NotImplementedError
+
+
+def _clean(cuts: list[int], n_chars: int) -> list[int]:
+    return sorted({c for c in cuts if 0 < c < n_chars})
+
+
+class FixedWindows(Method):
+    name = "fixed"
+
+    def cut(self, prepared: Any, target_tokens: int) -> list[int]:
+        text, starts = prepared
+        return _clean([starts[i] for i in range(target_tokens, len(starts), target_tokens)], len(text))
+
+
+class ParagraphPacking(Method):
+    name = "paragraph"
+
+    def cut(self, prepared: Any, target_tokens: int) -> list[int]:
+        text, starts = prepared
+        cuts, block_start = [], 0
+        for match in re.finditer(r"\n\s*\n", text):
+            at = match.end()
+            if bisect.bisect_left(starts, at) - bisect.bisect_left(starts, block_start) >= target_tokens:
+                cuts.append(at)
+                block_start = at
+        return _clean(cuts, len(text))
+
+
+class RecursiveSplit(Method):
+    """semchunk (the fastest well-kept recursive splitter) with the same tiktoken encoding."""
+
+    name = "recursive"
+
+    def prepare(self, text: str, category: str) -> Any:
+        return text
+
+    def cut(self, prepared: Any, target_tokens: int) -> list[int]:
+        import semchunk
+
+        encoding = get_encoding(DEFAULT_ENCODING)
+        _, offsets = semchunk.chunk(prepared, target_tokens, lambda s: len(encoding.encode(s, disallowed_special=())), offsets=True)
+        return _clean([start for start, _ in offsets], len(prepared))
+
+
+class TextTiling(Method):
+    """nltk's TextTiling; empty stop-word list because no nltk corpus ships offline."""
+
+    name = "texttiling"
+
+    def prepare(self, text: str, category: str) -> Any:
+        from nltk.tokenize import TextTilingTokenizer
+
+        try:
+            segments = TextTilingTokenizer(stopwords=[]).tokenize(text)
+        except ValueError:  # no paragraph breaks, or too short: TextTiling finds nothing
+            return text, []
+        cuts, at = [], 0
+        for segment in segments[:-1]:
+            at += len(segment)
+            cuts.append(at)
+        return text, cuts
+
+    def cut(self, prepared: Any, target_tokens: int) -> list[int]:
+        text, cuts = prepared
+        return _clean(cuts, len(text))
+
+
+def depth_scores(similarities: np.ndarray) -> np.ndarray:
+    """TextTiling depth of each point of a similarity curve, scaled to [0, 1]."""
+    from semanticseg.annotators.similarity import depth_scores as depths
+
+    values = np.array(depths(similarities.tolist())) if len(similarities) else np.zeros(0)
+    return values / values.max() if len(values) and values.max() > 0 else values
+
+
+class EmbeddingSimilarity(Method):
+    """Cut at dips of MiniLM similarity between the `context` units before and after each candidate."""
+
+    name = "embedding"
+
+    def __init__(self, context: int = 3, max_unit_tokens: int = 32, encoder: str = "minilm") -> None:
+        self.context, self.max_unit_tokens, self.encoder = context, max_unit_tokens, encoder
+
+    def prepare(self, text: str, category: str) -> Any:
+        units = doc_units(text, category)
+        if not units.offsets:
+            return units, np.zeros(0)
+        vectors = embed_units(units, load_encoder(self.encoder), self.max_unit_tokens)
+        sims = []
+        for i in range(1, len(vectors)):
+            left = vectors[max(0, i - self.context) : i].mean(0)
+            right = vectors[i : i + self.context].mean(0)
+            sims.append(float(left @ right / (np.linalg.norm(left) * np.linalg.norm(right) + 1e-9)))
+        return units, depth_scores(np.array(sims))
+
+    def cut(self, prepared: Any, target_tokens: int) -> list[int]:
+        units, scores = prepared
+        return [units.offsets[i] for i in decode(units.token_offsets, units.n_tokens, (4 * scores).tolist(), target_tokens)]
+
+
+class Structure(Method):
+    """The structure annotator (semanticseg.annotators.structure) on the same candidates."""
+
+    name = "structure"
+
+    def prepare(self, text: str, category: str) -> Any:
+        return doc_units(text, category)
+
+    def cut(self, prepared: Units, target_tokens: int) -> list[int]:
+        from semanticseg.annotators.structure import StructureAnnotator
+        from semanticseg.schema import Candidates, Document
+
+        units = prepared
+        doc = Document("", "", "", "", units.text, len(units.text), units.n_tokens)
+        cands = Candidates("", units.offsets, units.token_offsets, units.kinds)
+        return StructureAnnotator().propose(doc, cands, target_tokens).cuts
+
+
+class TrainedSegmenter(Method):
+    """The trained segmenter (probabilities once, decoding per target)."""
+
+    name = "segmenter"
+
+    def __init__(self, path: str) -> None:
+        from semanticseg.segmenter.model import Segmenter
+
+        self.model = Segmenter.load(path)
+
+    def prepare(self, text: str, category: str) -> Any:
+        units = doc_units(text, category, self.model.config.encoding)
+        return units, self.model.probabilities(units)
+
+    def cut(self, prepared: Any, target_tokens: int) -> list[int]:
+        units, probs = prepared
+        return [units.offsets[i] for i in self.model.cut_indices(units, probs, target_tokens)]
+
+
+BASELINES: dict[str, Callable[[], Method]] = {
+    "fixed": FixedWindows,
+    "paragraph": ParagraphPacking,
+    "recursive": RecursiveSplit,
+    "texttiling": TextTiling,
+    "embedding": EmbeddingSimilarity,
+    "structure": Structure,
+}
+
+
+def get_methods(names: list[str], model: str | None = None) -> list[Method]:
+    """Methods by name ("segmenter" needs model, a trained segmenter directory)."""
+    methods: list[Method] = []
+    for name in names:
+        if name == "segmenter":
+            if not model:
+                raise ValueError("the segmenter method needs --model DIR")
+            methods.append(TrainedSegmenter(model))
+        elif name in BASELINES:
+            methods.append(BASELINES[name]())
+        else:
+            raise ValueError(f"unknown method {name!r}; known: segmenter, {', '.join(BASELINES)}")
+    return methods

@@ -1,0 +1,185 @@
+"""One evaluation harness for every method: Pk, WindowDiff, boundary F1 and speed, per category and overall.
+
+Granularity is matched before comparing: each method's target is tuned on the validation split so its
+mean block length is closest to the reference mean block length (a multiplier grid over the reference
+mean), then the method runs once on the test split with that target, timed end to end. Metrics are
+computed on token positions (cl100k_base), Pk and WindowDiff with k = half the mean reference block length
+of each document, boundary F1 with a tolerance in tokens. Outputs: results.json, results.md (tables),
+quality_vs_speed.png, eval_config.json.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from semanticseg.io import atomic_path, write_json
+from semanticseg.metrics import boundary_f1, pk, token_positions, window_diff
+from semanticseg.schema import Instance
+from semanticseg.segmenter.baselines import Method, get_methods
+from semanticseg.segmenter.data import load_splits
+from semanticseg.tokens import token_starts
+
+MULTIPLIERS = (0.4, 0.55, 0.7, 0.85, 1.0, 1.2, 1.45, 1.75, 2.1)
+DEFAULT_METHODS = ["segmenter", "fixed", "paragraph", "recursive", "texttiling", "embedding", "structure"]
+GRANULARITY_TARGETS = (512, 1024, 2048, 4096)
+
+
+@dataclass
+class EvalConfig:
+    """evaluate settings (dumped as eval_config.json beside the results)."""
+
+    data: str
+    out: str
+    model: str | None = None
+    split: str = "test"
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    tolerance_tokens: int = 20
+    limit: int | None = None  # documents per split, for quick runs
+
+
+def mean_block_tokens(instances: list[Instance]) -> float:
+    """Total tokens / total blocks over instances."""
+    return sum(i.n_tokens for i in instances) / max(sum(len(i.cuts) + 1 for i in instances), 1)
+
+
+def _mean_length(prepared: list[Any], method: Method, target: int, n_tokens: list[int]) -> float:
+    blocks = sum(len(method.cut(p, target)) + 1 for p in prepared)
+    return sum(n_tokens) / blocks
+
+
+def tune(method: Method, validation: list[Instance], reference_mean: float) -> int:
+    """The target whose mean block length on validation is closest to reference_mean."""
+    prepared = [method.prepare(i.text, i.category) for i in validation]
+    n_tokens = [i.n_tokens for i in validation]
+    targets = [max(int(m * reference_mean), 16) for m in MULTIPLIERS]
+    return min(targets, key=lambda t: abs(_mean_length(prepared, method, t, n_tokens) - reference_mean))
+
+
+def score(inst: Instance, cuts: list[int], tolerance: int) -> dict[str, float]:
+    """Pk, WindowDiff, boundary F1 of cuts against inst.cuts, on token positions."""
+    starts = token_starts(inst.text)
+    n = len(starts)
+    ref, hyp = token_positions(inst.cuts, starts), token_positions(cuts, starts)
+    return {"pk": pk(ref, hyp, n), "windowdiff": window_diff(ref, hyp, n), "f1": boundary_f1(ref, hyp, tolerance).f1,
+            "blocks": len(hyp) + 1, "tokens": n}
+
+
+def _aggregate(rows: list[dict[str, float]], seconds: float) -> dict[str, float]:
+    tokens = sum(r["tokens"] for r in rows)
+    return {"pk": statistics.mean(r["pk"] for r in rows), "windowdiff": statistics.mean(r["windowdiff"] for r in rows),
+            "f1": statistics.mean(r["f1"] for r in rows), "mean_block_tokens": tokens / sum(r["blocks"] for r in rows),
+            "tokens_per_s": tokens / seconds if seconds else float("inf"), "documents": len(rows)}
+
+
+def granularity(method: Method, prepared: list[Any], test: list[Instance]) -> dict[int, float]:
+    """Mean block length on test for each target in GRANULARITY_TARGETS (how well the target is tracked)."""
+    return {t: _mean_length(prepared, method, t, [i.n_tokens for i in test]) for t in GRANULARITY_TARGETS}
+
+
+def evaluate(config: EvalConfig, progress: Any = None) -> dict[str, Any]:
+    """Tune every method on validation, score it on config.split; write results and the plot to config.out."""
+    out = Path(config.out)
+    write_json(out / "eval_config.json", asdict(config))
+    splits = load_splits(config.data)
+    for needed in ("validation", config.split):
+        if needed not in splits:
+            raise ValueError(f"{config.data}: no {needed!r} split (found {sorted(splits)})")
+    validation, test = splits["validation"][: config.limit], splits[config.split][: config.limit]
+    reference_mean = mean_block_tokens(validation)
+    methods = get_methods(config.methods, config.model)
+    task = progress.add_task("evaluate", total=len(methods), info="") if progress else None
+    results: dict[str, Any] = {"reference_mean_block_tokens": reference_mean, "methods": {}}
+    for method in methods:
+        if progress:
+            progress.update(task, info=method.name)
+        target = tune(method, validation, reference_mean)
+        rows, seconds, per_cat_seconds, prepared = [], 0.0, {}, []
+        for inst in test:
+            began = time.perf_counter()
+            prepared.append(method.prepare(inst.text, inst.category))
+            cuts = method.cut(prepared[-1], target)
+            spent = time.perf_counter() - began
+            seconds += spent
+            per_cat_seconds[inst.category] = per_cat_seconds.get(inst.category, 0.0) + spent
+            rows.append(score(inst, cuts, config.tolerance_tokens) | {"category": inst.category})
+        by_cat = {c: _aggregate([r for r in rows if r["category"] == c], s) for c, s in sorted(per_cat_seconds.items())}
+        results["methods"][method.name] = {"target": target, "overall": _aggregate(rows, seconds), "categories": by_cat}
+        if method.name == "segmenter":
+            results["segmenter_granularity"] = granularity(method, prepared, test)
+        if progress:
+            progress.advance(task)
+    results["wins"] = wins(results)
+    write_json(out / "results.json", results)
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text(markdown(results))
+    plot(results, out / "quality_vs_speed.png")
+    return results
+
+
+def wins(results: dict[str, Any]) -> dict[str, Any]:
+    """Where the segmenter beats every baseline on both Pk (lower) and boundary F1 (higher)."""
+    methods = results["methods"]
+    if "segmenter" not in methods:
+        return {}
+    others = [m for m in methods if m != "segmenter"]
+
+    def beats(part: dict[str, Any], other: dict[str, Any]) -> bool:
+        return part["pk"] < other["pk"] and part["f1"] > other["f1"]
+
+    seg = methods["segmenter"]
+    cats = sorted(seg["categories"])
+    won = [c for c in cats if all(beats(seg["categories"][c], methods[o]["categories"][c]) for o in others)]
+    return {"overall": all(beats(seg["overall"], methods[o]["overall"]) for o in others), "categories_won": won,
+            "categories": len(cats)}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The overall table, one table per category, and the segmenter's granularity tracking."""
+    methods = results["methods"]
+    head = "| method | target | Pk ↓ | WindowDiff ↓ | boundary F1 ↑ | mean block tokens | tokens/s |\n|---|---|---|---|---|---|---|\n"
+
+    def line(name: str, part: dict[str, Any], target: Any) -> str:
+        return (f"| {name} | {target} | {part['pk']:.3f} | {part['windowdiff']:.3f} | {part['f1']:.3f} | "
+                f"{part['mean_block_tokens']:.0f} | {part['tokens_per_s']:.0f} |\n")
+
+    text = f"Reference mean block length (validation): {results['reference_mean_block_tokens']:.0f} tokens.\n\n### Overall\n\n" + head
+    text += "".join(line(n, m["overall"], m["target"]) for n, m in methods.items())
+    cats = sorted({c for m in methods.values() for c in m["categories"]})
+    for cat in cats:
+        text += f"\n### {cat}\n\n" + head
+        text += "".join(line(n, m["categories"][cat], m["target"]) for n, m in methods.items() if cat in m["categories"])
+    if "segmenter_granularity" in results:
+        text += "\n### Segmenter: mean block length vs target_tokens\n\n| target | mean block tokens | error |\n|---|---|---|\n"
+        for target, mean in results["segmenter_granularity"].items():
+            text += f"| {target} | {mean:.0f} | {100 * (mean - int(target)) / int(target):+.1f}% |\n"
+    if results.get("wins"):
+        w = results["wins"]
+        text += (f"\nSegmenter beats every baseline on both Pk and boundary F1: overall {'yes' if w['overall'] else 'no'}; "
+                 f"in {len(w['categories_won'])} of {w['categories']} categories.\n")
+    return text
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Quality (Pk, lower is better) against speed (tokens/s, log scale), one point per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, m in results["methods"].items():
+        x, y = m["overall"]["tokens_per_s"], m["overall"]["pk"]
+        ax.scatter([x], [y])
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4))
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens/s (log)")
+    ax.set_ylabel("Pk (lower is better)")
+    ax.set_title("Quality vs speed")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

