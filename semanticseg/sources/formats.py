@@ -68,7 +68,24 @@ def mediawiki_xml(text: str) -> Units:
     return units
 
 
+# Publican (DocBook) pages wrap each section in a banner, a title bar and prev/next navigation lists.
+_PUBLICAN_CHROME = re.compile(
+    r'<div id="banner">.*?</div>|<p id="title">.*?</p>|<ul class="docnav[^"]*">.*?</ul>', re.DOTALL
+)
+
+
+def docbook_html(text: str) -> Units:
+    """A Publican/DocBook HTML page as Markdown (html2text), without the navigation chrome around it."""
+    import html2text
+
+    converter = html2text.HTML2Text()
+    converter.body_width = 0  # keep paragraphs on one line: line breaks would be ours, not the book's
+    converter.ignore_images = converter.ignore_links = True
+    return [("", converter.handle(_PUBLICAN_CHROME.sub("", text)).strip())]
+
+
 FORMATS: dict[str, Callable[[str], Units]] = {
+    "docbook_html": docbook_html,
     "text": whole,
     "lines": lines,
     "info": info_manual,

@@ -90,6 +90,7 @@ def read_files(params: dict[str, Any]) -> Iterator[RawText | Skipped]:
     format: how a file becomes units ("text": the whole file; see formats.FORMATS for the others);
     group_by: regex on the relative path; units whose paths give the same first group are joined
       (blank line between them) into one text, in file order. Without it each unit stays alone.
+    start: an HTML page to read first, then the pages its <link rel="next"> chain names, in that order.
     """
     root, label = locate_root(params)
     parse = FORMATS[params.get("format", "text")]
@@ -97,7 +98,9 @@ def read_files(params: dict[str, Any]) -> Iterator[RawText | Skipped]:
     files = list_files(root, list(params.get("patterns", ["**/*"])), list(params.get("exclude", [])))
     if not files:
         raise SourceMissing(f"no files match {params.get('patterns')} under {root}: is the package installed?")
-    if group_by is not None:  # a group's files one after another, so each group is joined once
+    if params.get("start"):  # a book split into pages: follow its <link rel="next"> chain from the start page
+        files = _reading_order(files, root, params["start"])
+    elif group_by is not None:  # a group's files one after another, so each group is joined once
         files.sort(key=lambda p: (_group_key(group_by, p.relative_to(root).as_posix()), _natural(p.relative_to(root))))
     pending_key: str | None = None
     pending: list[str] = []
@@ -121,6 +124,21 @@ def read_files(params: dict[str, Any]) -> Iterator[RawText | Skipped]:
         yield RawText(_joined_source(label, pending_key), "\n\n".join(pending))
 
 
+_NEXT = re.compile(r'<link rel="next" href="([^"#]+)"')
+
+
+def _reading_order(files: list[Path], root: Path, start: str) -> list[Path]:
+    """Files in the reading order of their next-links from `start`; pages off the chain follow, sorted."""
+    by_name = {p.relative_to(root).as_posix(): p for p in files}
+    order: list[Path] = []
+    name: str | None = start
+    while name in by_name and by_name[name] not in order:
+        order.append(by_name[name])
+        match = _NEXT.search(by_name[name].read_text(encoding="utf-8", errors="replace"))
+        name = match.group(1) if match else None
+    return order + [p for p in files if p not in set(order)]
+
+
 def _natural(rel: Path) -> str:
     """Sort key that puts `x.info.gz` before `x.info-1.gz` (the compression suffix is not part of the name)."""
     return rel.as_posix().removesuffix(rel.suffix) if rel.suffix in _DECOMPRESS else rel.as_posix()
@@ -138,8 +156,9 @@ def _joined_source(label: str, key: str | None) -> str:
 READERS = {"files": read_files}
 
 
-def read_offline(reader: str, params: dict[str, Any]) -> Iterator[RawText | Skipped]:
-    """Run the named offline reader with its recipe parameters."""
+def read_offline(reader: str, params: dict[str, Any], extra: list[dict[str, Any]] = ()) -> Iterator[RawText | Skipped]:
+    """Run the named offline reader with the recipe's parameters, then with each extra parameter set."""
     if reader not in READERS:
         raise ValueError(f"unknown offline reader {reader!r}; known: {', '.join(READERS)}")
-    return READERS[reader](params)
+    for one in (params, *extra):
+        yield from READERS[reader](one)
