@@ -152,7 +152,7 @@ def find_candidates(
     encoding: str = "cl100k_base",
     long_paragraph_tokens: int = 200,
     max_gap_tokens: int = 400,
-    min_gap_tokens: int = 4,
+    min_gap_tokens: int = 12,
 ) -> Candidates:
     """Candidate cut offsets for one document (pure, fast, no torch); works for any category string."""
     found: dict[int, str] = {}

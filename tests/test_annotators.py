@@ -1,0 +1,105 @@
+"""The annotator interface, the structure and similarity annotators, and the resumable propose stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from semanticseg.annotators import get_annotator
+from semanticseg.annotators.base import parse_name, select_cuts
+from semanticseg.annotators.propose import run_propose
+from semanticseg.annotators.similarity import depth_scores, model_dir
+from semanticseg.io import read_records
+from semanticseg.schema import Candidates, Document, Proposal
+from tests.fixtures_llm import make_work, real_paragraphs
+
+GPL = Path("/usr/share/common-licenses/GPL-3").read_text()
+
+
+def _doc_and_candidates(tmp_path: Path, text: str, category: str = "legal") -> tuple[Document, Candidates]:
+    (doc,) = make_work(tmp_path, [("d", category, text)])
+    (cands,) = read_records(tmp_path / "candidates.parquet", Candidates)
+    return doc, cands
+
+
+def test_registry_names_and_errors():
+    assert parse_name("llm:gpt-4o-mini#2") == ("llm", {"model": "gpt-4o-mini", "sample": 2})
+    assert parse_name("structure") == ("structure", {})
+    assert get_annotator("structure").name == "structure"
+    with pytest.raises(ValueError, match="unknown annotator"):
+        get_annotator("magic")
+    with pytest.raises(ValueError, match="sample"):
+        parse_name("llm#x")
+
+
+def test_select_cuts_follows_the_target_and_prefers_high_scores():
+    positions = list(range(10, 1000, 10))
+    scores = [1.0 if p % 200 == 0 else 0.0 for p in positions]
+    chosen = [positions[i] for i in select_cuts(positions, scores, 1000, 200)]
+    assert chosen == [200, 400, 600, 800]
+    few = select_cuts(positions, [0.0] * len(positions), 1000, 500)
+    many = select_cuts(positions, [0.0] * len(positions), 1000, 50)
+    assert len(few) == 1 and 15 <= len(many) <= 25
+
+
+def test_structure_cuts_at_sections_near_the_target(tmp_path):
+    doc, cands = _doc_and_candidates(tmp_path, GPL)
+    proposal = get_annotator("structure").propose(doc, cands, target_tokens=600)
+    assert proposal.status == "ok" and set(proposal.cuts) <= set(cands.offsets)
+    kinds = dict(zip(cands.offsets, cands.kinds))
+    assert sum(kinds[c] == "heading" for c in proposal.cuts) >= len(proposal.cuts) // 2
+    blocks = doc.n_tokens / (len(proposal.cuts) + 1)
+    assert 300 < blocks < 1200
+    finer = get_annotator("structure").propose(doc, cands, target_tokens=150)
+    assert len(finer.cuts) > 2 * len(proposal.cuts)
+
+
+def test_depth_scores_peak_at_the_valley():
+    depths = depth_scores([0.9, 0.8, 0.2, 0.7, 0.9])
+    assert max(range(5), key=depths.__getitem__) == 2
+    assert depths[2] == pytest.approx(0.7 + 0.7)
+
+
+@pytest.mark.slow
+def test_similarity_finds_the_seam_between_two_real_texts(tmp_path):
+    """GPL paragraphs followed by the MiniLM model card: the one real topic change is found."""
+    card = (model_dir() / "README.md").read_text().split("---")[-1]
+    card_paragraphs = [" ".join(p.split()) for p in card.split("\n\n") if len(p.split()) > 12][:8]
+    left = real_paragraphs(8)
+    text = "\n\n".join(left + card_paragraphs)
+    doc, cands = _doc_and_candidates(tmp_path, text, "unknown")
+    seam = text.index(card_paragraphs[0])
+    proposal = get_annotator("similarity").propose(doc, cands, target_tokens=doc.n_tokens // 2)
+    assert proposal.status == "ok" and len(proposal.cuts) >= 1
+    index = cands.offsets.index
+    assert min(abs(index(c) - index(seam)) for c in proposal.cuts) <= 1
+
+
+def test_propose_is_resumable_and_keeps_finished_shards(tmp_path, scripted_server):
+    make_work(tmp_path, [(f"d{i}", "legal", "\n\n".join(real_paragraphs(12)[i:i + 6])) for i in range(3)])
+    scripted_server.reset(default=lambda body: ("status", 500))
+    options = {"base_url": scripted_server.base_url, "max_retries": 0, "timeout_s": 5.0}
+    run_propose(tmp_path, ["structure", "llm:scripted#0"], target_tokens=80, llm_options=options)
+    first = read_records(tmp_path / "proposals.parquet", Proposal)
+    assert [p.annotator for p in first] == ["structure"] * 3 + ["llm:scripted#0"] * 3
+    assert [p.status for p in first] == ["ok"] * 3 + ["failed"] * 3
+    shards = sorted((tmp_path / "proposals.parts").rglob("*.parquet"))
+    assert len(shards) == 6
+    stamps = {s: s.stat().st_mtime_ns for s in shards if "structure" in str(s)}
+    # The rerun (as after a crash) redoes only the failed LLM proposals.
+    scripted_server.reset(default=lambda body: ("answer", '{"cuts": [1]}'))
+    summary = run_propose(tmp_path, ["structure", "llm:scripted#0"], target_tokens=80, llm_options=options)
+    again = read_records(tmp_path / "proposals.parquet", Proposal)
+    assert [p.status for p in again] == ["ok"] * 6
+    assert len(scripted_server.requests) == 3
+    assert {s: s.stat().st_mtime_ns for s in stamps} == stamps
+    assert summary["annotators"]["llm:scripted#0"]["ok"] == 3
+    assert (tmp_path / "propose.config.json").exists()
+
+
+def test_propose_rejects_missing_candidates(tmp_path):
+    make_work(tmp_path, [("d", "legal", GPL)])
+    (tmp_path / "candidates.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match="candidates.parquet"):
+        run_propose(tmp_path, ["structure"])
