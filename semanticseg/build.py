@@ -96,9 +96,13 @@ def _review(work_dir: Path, url: str, api_key: str, progress: Any) -> str:
 
 
 def build_category(
-    category: str, config: BuildConfig, recipe: Recipe, progress: Any = None, overall: Any = None, api_key: str = ""
+    category: str, config: BuildConfig, recipe: Recipe, progress: Any = None, overall: Any = None, api_key: str = "",
+    llm_options: dict[str, Any] | None = None,
 ) -> CategoryReport:
-    """Run every stage for one category under WORK/<category>/ and report what it built."""
+    """Run every stage for one category under WORK/<category>/ and report what it built.
+
+    llm_options (base_url, model) point the llm annotator at a server; None: its own default endpoint.
+    """
     from semanticseg.adjudicate import run_adjudicate
     from semanticseg.annotators.propose import run_propose
     from semanticseg.candidates import run_candidates
@@ -128,7 +132,9 @@ def build_category(
     with _stage(progress, overall, f"{category}: candidates"):
         mark("candidates", run_candidates(work_dir, encoding=recipe.encoding, force=config.force, progress=progress))
     with _stage(progress, overall, f"{category}: propose"):
-        mark("propose", run_propose(work_dir, annotators=config.annotators, target_tokens=config.target_tokens, progress=progress))
+        mark("propose", run_propose(
+            work_dir, annotators=config.annotators, target_tokens=config.target_tokens, llm_options=llm_options, progress=progress
+        ))
     with _stage(progress, overall, f"{category}: adjudicate"):
         mark("adjudicate", run_adjudicate(work_dir, threshold=config.agreement_threshold))
     with _stage(progress, overall, f"{category}: review"):
@@ -164,13 +170,18 @@ def build(config: BuildConfig, recipe: Recipe, progress: Any = None, label_studi
 
     The Label Studio token is a parameter, not part of the config, so it never lands in a JSON dump.
     """
+    starting = progress.add_task("llm server", total=None, info="starting the local model server") if progress else None
     annotators, notes, server = _llm_available(config.annotators, recipe, config.source)
+    if progress:
+        progress.remove_task(starting)
     config.annotators = annotators
+    # The build owns the local server it started: every category's llm annotator talks to it, and it stops at the end.
+    llm_options = {"base_url": server.base_url, "model": server.model} if server is not None else None
     overall = progress.add_task("build", total=len(STAGES) * len(config.categories), info="") if progress else None
     reports = []
     try:
         for category in config.categories:
-            report = build_category(category, config, recipe, progress, overall, label_studio_api_key)
+            report = build_category(category, config, recipe, progress, overall, label_studio_api_key, llm_options)
             report.notes = list(notes)
             write_json(Path(config.work_root) / category / "build_report.json", asdict(report))
             reports.append(report)
