@@ -128,6 +128,8 @@ class LLMAnnotator(Annotator):
 
             if self._local:
                 self.base_url = (await asyncio.to_thread(self._start_local)).base_url
+            if self._loop_state is not None and self._loop_state[0] is loop:  # another task got here first
+                return self._loop_state[1], self._loop_state[2]
             client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout_s, max_retries=self.max_retries)
             self._loop_state = (loop, client, asyncio.Semaphore(self.concurrency))
         return self._loop_state[1], self._loop_state[2]
