@@ -1,0 +1,1 @@
+"""Block distillation: data, losses, the training recipe, evaluation."""

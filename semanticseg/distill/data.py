@@ -1,0 +1,174 @@
+"""Documents + cuts -> block sequences -> training/eval batches aligned between teacher and student.
+
+Input is either a release (Instance rows: text + cuts) or collected documents (Document rows), which are
+cut by the `structure` annotator over the document's candidate cuts. A document becomes non-overlapping
+windows of context blocks (up to `context_tokens` model tokens) followed by a final block (the next block,
+at most `final_tokens`). The teacher sees the natural text (one leading BOS); the student sees the same
+tokens with a block sink before every context block; the batch carries the index maps between the two.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from semanticseg.blockattn.positions import layout
+from semanticseg.io import read_records
+from semanticseg.schema import Document, Instance
+
+
+@dataclass(slots=True)
+class BlockedText:
+    """Model token ids of a window: context blocks and the final block."""
+
+    doc_id: str
+    blocks: list[list[int]]
+    final: list[int]
+
+
+def load_texts(path: Path) -> list[tuple[str, str, list[int] | None]]:
+    """(id, text, cuts or None) from instances.parquet / documents.parquet or a directory holding one."""
+    if path.is_dir():
+        found = sorted(path.rglob("instances*.parquet")) or sorted(path.rglob("*.parquet"))
+        if not found:
+            raise FileNotFoundError(f"{path}: no parquet files inside")
+        return [row for file in found for row in load_texts(file)]
+    names = set(__import__("pyarrow.parquet", fromlist=["x"]).read_schema(path).names)
+    if "cuts" in names:
+        return [(r.id, r.text, list(r.cuts)) for r in read_records(path, Instance)]
+    return [(d.id, d.text, None) for d in read_records(path, Document)]
+
+
+def structure_cuts(doc_id: str, text: str, target_tokens: int, category: str = "web") -> list[int]:
+    """Cuts from the `structure` annotator over the document's candidate cuts (no model, deterministic)."""
+    from semanticseg.annotators.base import get_annotator
+    from semanticseg.candidates import find_candidates
+    from semanticseg.tokens import count_tokens
+
+    candidates = find_candidates(doc_id, text, category)
+    doc = Document(doc_id, category, "", "", text, len(text), count_tokens(text))
+    return list(get_annotator("structure").propose(doc, candidates, target_tokens).cuts)
+
+
+def block_texts(text: str, cuts: list[int]) -> list[str]:
+    """Split text at cut offsets (the pieces join back to the text exactly)."""
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def windows(
+    doc_id: str,
+    pieces: list[str],
+    encode: Callable[[str], list[int]],
+    context_tokens: int,
+    final_tokens: int,
+    max_block_tokens: int,
+    min_blocks: int = 2,
+) -> list[BlockedText]:
+    """Non-overlapping windows: context blocks up to context_tokens, then the next block as the final block."""
+    blocks: list[list[int]] = []
+    for piece in pieces:
+        ids = encode(piece)
+        blocks.extend(ids[s : s + max_block_tokens] for s in range(0, len(ids), max_block_tokens))
+    out: list[BlockedText] = []
+    context: list[list[int]] = []
+    for block in blocks:
+        full = context and sum(map(len, context)) + len(block) > context_tokens
+        if full and len(context) >= min_blocks and len(block) >= 16:
+            out.append(BlockedText(doc_id, context, block[:final_tokens]))
+            context = []
+            continue
+        context.append(block)
+        while sum(map(len, context)) > context_tokens:
+            context.pop(0)
+    return out
+
+
+def padded_length(items: list[BlockedText], multiple: int = 128) -> int:
+    """A fixed sequence length that fits every window with a sink per block (fixed shapes: one compile)."""
+    longest = max(sum(map(len, item.blocks)) + len(item.blocks) + len(item.final) for item in items)
+    return -(-longest // multiple) * multiple
+
+
+def build_windows(
+    path: Path, tokenizer: Any, context_tokens: int, final_tokens: int, target_block_tokens: int, max_block_tokens: int
+) -> list[BlockedText]:
+    """All windows of the documents at path, cut by their release cuts or by structure cuts."""
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    result: list[BlockedText] = []
+    for doc_id, text, cuts in load_texts(path):
+        pieces = block_texts(text, cuts if cuts is not None else structure_cuts(doc_id, text, target_block_tokens))
+        result.extend(windows(doc_id, pieces, encode, context_tokens, final_tokens, max_block_tokens))
+    return result
+
+
+@dataclass(slots=True)
+class Batch:
+    """Student and teacher inputs for B windows padded to one length, plus aligned prediction positions.
+
+    Positions are flat indices into [B * L]; each selected target y is predicted by the student at s_pos and
+    by the teacher (natural text) at t_pos. `open_pred` says whether the predicting student position lies in
+    an open block other than the first (it sees another block); `final` marks targets inside the final block
+    whose predicting position is in the final block too.
+    """
+
+    s_ids: torch.Tensor  # [B, L]
+    s_blocks: torch.Tensor  # [B, L]
+    s_open: torch.Tensor  # [B, n_blocks]
+    t_ids: torch.Tensor  # [B, L]
+    s_pos: torch.Tensor  # [T]
+    t_pos: torch.Tensor  # [T]
+    targets: torch.Tensor  # [T]
+    open_pred: torch.Tensor  # [T] bool
+    final: torch.Tensor  # [T] bool
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The batch on device."""
+        return Batch(*(getattr(self, name).to(device) for name in self.__slots__))
+
+
+def collate(
+    items: Iterable[BlockedText], sink_id: int, pad_id: int, length: int, block_sinks: bool, block_dropout: float, rng: random.Random
+) -> Batch:
+    """Lay out windows for student and teacher; each context block is closed with probability block_dropout.
+
+    block_dropout=1.0 is plain block attention (every context block isolated, the final block open).
+    """
+    items = list(items)
+    n_blocks = max(len(item.blocks) for item in items) + 2  # + final + padding block
+    s_ids = torch.full((len(items), length), pad_id)
+    t_ids = torch.full((len(items), length), pad_id)
+    s_blocks = torch.full((len(items), length), n_blocks - 1)
+    s_open = torch.zeros(len(items), n_blocks, dtype=torch.bool)
+    columns: list[list[int]] = [[], [], [], [], []]
+    for row, item in enumerate(items):
+        student = layout(item.blocks, item.final, sink_id, block_sinks)
+        teacher = layout(item.blocks, item.final, sink_id, block_sinks=False)
+        if len(student.input_ids) > length:
+            raise ValueError(f"window of {len(student.input_ids)} tokens does not fit length {length}")
+        s_ids[row, : len(student.input_ids)] = torch.tensor(student.input_ids)
+        t_ids[row, : len(teacher.input_ids)] = torch.tensor(teacher.input_ids)
+        s_blocks[row, : len(student.block_ids)] = torch.tensor(student.block_ids)
+        for block in range(len(item.blocks)):
+            s_open[row, block] = block == 0 or rng.random() >= block_dropout
+        s_open[row, student.final_block] = True
+        s_text = [i for i, sink in enumerate(student.is_sink) if not sink]
+        t_text = [i for i, sink in enumerate(teacher.is_sink) if not sink]
+        for s, t in zip(s_text, t_text, strict=True):
+            pred_block = student.block_ids[s - 1]
+            columns[0].append(row * length + s - 1)
+            columns[1].append(row * length + t - 1)
+            columns[2].append(student.input_ids[s])
+            columns[3].append(pred_block > 0 and bool(s_open[row, pred_block]))
+            columns[4].append(pred_block == student.final_block and student.block_ids[s] == student.final_block)
+    s_pos, t_pos, targets = (torch.tensor(c, dtype=torch.long) for c in columns[:3])
+    open_pred, final = (torch.tensor(c, dtype=torch.bool) for c in columns[3:])
+    return Batch(s_ids, s_blocks, s_open, t_ids, s_pos, t_pos, targets, open_pred, final)

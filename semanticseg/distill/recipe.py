@@ -1,0 +1,257 @@
+"""The block-distillation recipe, torchtune style: setup -> train -> save_checkpoint -> cleanup.
+
+A frozen full-attention teacher and a block-attention student initialised from it see the same text; the
+student sees it through the block mask (with block sinks and block dropout) and is trained to match the
+teacher's next-token distributions (forward KL, chunked over hidden states), weighted towards tokens whose
+teacher prediction changes most when cross-block attention is removed. mode="lm" is the block fine-tuning
+baseline of Ma et al. instead: the student's language-modelling loss on the final block, no teacher.
+
+Single process by default; under `torchrun` (WORLD_SIZE set) the student is wrapped in DDP and each rank
+draws its own batches. bf16 autocast on CUDA with fp32 master weights; FlexAttention on CUDA, dense-mask
+SDPA on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from semanticseg.blockattn.masks import attention_mask, default_implementation
+from semanticseg.distill.data import Batch, BlockedText, build_windows, collate, padded_length
+from semanticseg.distill.losses import BETA, chunked_divergence, chunked_target_logprobs, token_weights
+from semanticseg.io import atomic_path, write_json
+from semanticseg.models import load_causal_lm, load_tokenizer, sink_token_id
+
+
+@dataclass(slots=True)
+class DistillConfig:
+    """Everything a distillation (or block fine-tuning) run depends on; dumped as config.json beside it."""
+
+    teacher: str = "smollm2"  # hub id, local model dir, or "smollm2" (offline)
+    data: str = ""  # a release dir / instances.parquet, or documents.parquet (cut by structure cuts)
+    out: str = "runs/distill"
+    mode: str = "distill"  # "distill" or "lm" (block fine-tuning baseline: final-block LM loss, no teacher)
+    block_sinks: bool = True
+    block_dropout: float = 0.5  # probability that a context block is isolated; 1.0 = plain block attention
+    token_weighting: bool = True
+    beta: float = BETA
+    divergence: str = "kl"  # "kl" (forward, teacher -> student) or "jsd"
+    temperature: float = 1.0
+    context_tokens: int = 1536  # model tokens of context blocks per window
+    final_tokens: int = 256
+    target_block_tokens: int = 128  # structure cuts' target block size (cl100k tokens)
+    max_block_tokens: int = 384  # longer blocks are split
+    max_windows: int = 0  # 0 = all
+    steps: int = 200
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float = 5e-5
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    lora: bool = False
+    lora_rank: int = 16
+    gradient_checkpointing: bool = False
+    loss_chunk: int = 1024
+    save_every: int = 100
+    seed: int = 0
+    device: str = "auto"
+
+
+class HiddenAndHead(torch.nn.Module):
+    """The student as DDP sees it: last hidden states plus the LM-head weight (logits are taken in chunks)."""
+
+    def __init__(self, lm: Any):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids: torch.Tensor, mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.lm.model(input_ids=input_ids, attention_mask=mask).last_hidden_state, self.lm.lm_head.weight
+
+
+@dataclass
+class State:
+    """What setup builds and train/save_checkpoint use."""
+
+    cfg: DistillConfig
+    device: torch.device
+    implementation: str
+    rank: int
+    world: int
+    tokenizer: Any
+    windows: list[BlockedText]
+    length: int
+    student: Any  # the trainable LM (a peft model under LoRA)
+    wrapped: torch.nn.Module  # HiddenAndHead, DDP-wrapped when distributed
+    teacher: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    rng: random.Random
+    step: int = 0
+
+
+def setup(cfg: DistillConfig) -> State:
+    """Process group, tokenizer, windows, teacher, student, optimizer, schedule; resume from a checkpoint."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+    torch.manual_seed(cfg.seed)
+    implementation = default_implementation(device)
+    tokenizer = load_tokenizer(cfg.teacher)
+    windows = build_windows(Path(cfg.data), tokenizer, cfg.context_tokens, cfg.final_tokens, cfg.target_block_tokens, cfg.max_block_tokens)
+    if cfg.max_windows:
+        windows = windows[: cfg.max_windows]
+    if not windows:
+        raise ValueError(f"{cfg.data}: no document gives a window of >= 2 context blocks and a final block")
+    student = load_causal_lm(cfg.teacher, str(device), "fp32", implementation)
+    if cfg.gradient_checkpointing:
+        student.gradient_checkpointing_enable()
+    if cfg.lora:
+        from peft import LoraConfig, get_peft_model
+
+        student = get_peft_model(student, LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+    teacher = None
+    if cfg.mode == "distill":
+        teacher = load_causal_lm(cfg.teacher, str(device), "auto", implementation).eval().requires_grad_(False)
+    lm = student.base_model.model if cfg.lora else student
+    wrapped: torch.nn.Module = HiddenAndHead(lm)
+    if world > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(wrapped, device_ids=[device.index] if device.type == "cuda" else None)
+    params = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    state = State(cfg, device, implementation, rank, world, tokenizer, windows, padded_length(windows), student, wrapped, teacher, optimizer, scheduler, random.Random(cfg.seed + rank))
+    checkpoint = Path(cfg.out) / "checkpoint.pt"
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        student.load_state_dict(saved["trainable"], strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state.rng.setstate(saved["rng"][rank] if rank < len(saved["rng"]) else saved["rng"][0])
+        state.step = saved["step"]
+    return state
+
+
+def _hidden(model: Any, ids: torch.Tensor, mask: Any = None) -> torch.Tensor:
+    return model.model(input_ids=ids, attention_mask=mask).last_hidden_state.flatten(0, 1)
+
+
+def step_loss(state: State, batch: Batch) -> torch.Tensor:
+    """The loss of one micro-batch: distillation (weighted divergence) or the final-block LM loss."""
+    cfg = state.cfg
+    mask = attention_mask(batch.s_blocks, batch.s_open, state.implementation)
+    hidden, head = state.wrapped(batch.s_ids, mask)
+    hidden = hidden.flatten(0, 1)
+    if cfg.mode == "lm":
+        keep = batch.final
+        return -chunked_target_logprobs(hidden[batch.s_pos[keep]], head, batch.targets[keep], cfg.loss_chunk).mean()
+    keep = batch.open_pred
+    s_pos, t_pos, targets = batch.s_pos[keep], batch.t_pos[keep], batch.targets[keep]
+    teacher_head = state.teacher.lm_head.weight
+    with torch.no_grad():
+        h_teacher = _hidden(state.teacher, batch.t_ids)[t_pos]
+        weights = torch.ones(len(targets), device=hidden.device)
+        if cfg.token_weighting:
+            h_block = _hidden(state.teacher, batch.s_ids, mask)[s_pos]
+            full = chunked_target_logprobs(h_teacher, teacher_head, targets, cfg.loss_chunk)
+            block = chunked_target_logprobs(h_block, teacher_head, targets, cfg.loss_chunk)
+            weights = token_weights(full, block, cfg.beta)
+    return chunked_divergence(hidden[s_pos], h_teacher, head, teacher_head, weights, cfg.divergence, cfg.temperature, cfg.loss_chunk)
+
+
+def next_batch(state: State) -> Batch:
+    """A random micro-batch of windows (each rank draws from its own generator)."""
+    cfg = state.cfg
+    items = state.rng.sample(state.windows, min(cfg.batch_size, len(state.windows)))
+    pad = state.tokenizer.pad_token_id if state.tokenizer.pad_token_id is not None else state.tokenizer.eos_token_id
+    return collate(items, sink_token_id(state.tokenizer), pad, state.length, cfg.block_sinks, cfg.block_dropout, state.rng).to(state.device)
+
+
+def train(state: State, progress: Any = None) -> list[dict[str, float]]:
+    """Run the remaining steps; returns the log rows (also appended to OUT/train_log.jsonl on rank 0)."""
+    cfg = state.cfg
+    log_path = Path(cfg.out) / "train_log.jsonl"
+    task = progress.add_task(cfg.mode, total=cfg.steps, completed=state.step, info="") if progress and state.rank == 0 else None
+    rows: list[dict[str, float]] = []
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=state.device.type == "cuda")
+    while state.step < cfg.steps:
+        started, tokens, total = time.perf_counter(), 0, 0.0
+        for _ in range(cfg.grad_accum):
+            batch = next_batch(state)
+            with autocast:
+                loss = step_loss(state, batch) / cfg.grad_accum
+            loss.backward()
+            total += loss.item()
+            tokens += int((batch.s_blocks < batch.s_open.shape[1] - 1).sum()) * state.world
+        torch.nn.utils.clip_grad_norm_([p for p in state.student.parameters() if p.requires_grad], 1.0)
+        state.optimizer.step()
+        state.scheduler.step()
+        state.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        seconds = time.perf_counter() - started
+        row = {"step": state.step, "loss": total, "lr": state.scheduler.get_last_lr()[0], "tokens_per_s": tokens / seconds, "seconds": seconds}
+        rows.append(row)
+        if state.rank == 0:
+            with log_path.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            if task is not None:
+                progress.update(task, completed=state.step, info=f"loss {total:.4f}  {row['tokens_per_s']:,.0f} tok/s")
+        if state.step % cfg.save_every == 0 or state.step == cfg.steps:
+            save_checkpoint(state)
+    return rows
+
+
+def save_checkpoint(state: State) -> None:
+    """Atomically save trainable weights, optimizer, schedule, step and every rank's sampler state."""
+    rngs = [state.rng.getstate()]
+    if state.world > 1:
+        rngs = [None] * state.world
+        torch.distributed.all_gather_object(rngs, state.rng.getstate())
+    if state.rank != 0:
+        return
+    trainable = {name: p.detach().cpu() for name, p in state.student.named_parameters() if p.requires_grad}
+    saved = {"trainable": trainable, "optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict(), "rng": rngs, "step": state.step}
+    with atomic_path(Path(state.cfg.out) / "checkpoint.pt") as tmp:
+        torch.save(saved, tmp)
+
+
+def save_model(state: State) -> Path:
+    """The trained student as a plain model directory (LoRA merged), loadable by eval-blocks."""
+    out = Path(state.cfg.out) / "model"
+    if state.rank == 0:
+        model = state.student.merge_and_unload() if state.cfg.lora else state.student
+        model.to(torch.bfloat16).save_pretrained(out)
+        state.tokenizer.save_pretrained(out)
+        write_json(out / "block_attention.json", {"block_sinks": state.cfg.block_sinks})
+    return out
+
+
+def cleanup(state: State) -> None:
+    """Tear down the process group."""
+    if state.world > 1:
+        torch.distributed.destroy_process_group()
+
+
+def run(cfg: DistillConfig, progress: Any = None) -> Path:
+    """setup -> train -> save -> cleanup; writes config.json first. Returns the model directory."""
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    write_json(Path(cfg.out) / "config.json", asdict(cfg))
+    state = setup(cfg)
+    try:
+        train(state, progress)
+        return save_model(state)
+    finally:
+        cleanup(state)
