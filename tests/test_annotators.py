@@ -103,3 +103,30 @@ def test_propose_rejects_missing_candidates(tmp_path):
     (tmp_path / "candidates.parquet").unlink()
     with pytest.raises(FileNotFoundError, match="candidates.parquet"):
         run_propose(tmp_path, ["structure"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_loses_nothing_and_a_rerun_continues(tmp_path, scripted_server):
+    import signal
+    import subprocess
+    import time
+
+    make_work(tmp_path / "legal", [(f"d{i}", "legal", "\n\n".join(real_paragraphs(12)[i:i + 4])) for i in range(4)])
+    scripted_server.reset(default=lambda body: ("sleep", 1.5))
+    cmd = ["semanticseg", "propose", "--work", str(tmp_path), "-c", "legal", "-a", "llm:scripted#0", "--target-tokens", "60",
+           "--llm-base-url", scripted_server.base_url, "--concurrency", "1"]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    parts = tmp_path / "legal" / "proposals.parts"
+    deadline = time.monotonic() + 60
+    while not list(parts.rglob("*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+    done = len(list(parts.rglob("*.parquet")))
+    assert 1 <= done < 4
+    assert not (tmp_path / "legal" / "proposals.parquet").exists()
+    scripted_server.reset(default=lambda body: ("sleep", 0))
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    assert len(scripted_server.requests) == 4 - done  # only the unfinished documents were asked again
+    assert len(read_records(tmp_path / "legal" / "proposals.parquet", Proposal)) == 4
