@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -93,6 +97,28 @@ def test_interrupted_collect_leaves_no_file_and_resumes_without_duplicates(tmp_p
     again = collect("transcripts", tmp_path, limit=8)
     assert again["skipped"] is True and again["documents"] == 8
     assert collect("transcripts", tmp_path, limit=9)["skipped"] is False  # other settings: collected again
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_collect_leaves_no_file(tmp_path):
+    cmd = [sys.executable, "-c", "from semanticseg.cli import app; app()", "collect", "-c", "legal", "--out", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(4)  # imports done, reading copyright files (the full legal corpus takes well over 10 s)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and b"collect legal" in err  # it was collecting when Ctrl-C came
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))  # no output, no marker, no temporary file
+
+
+def test_readers_keep_the_packages_text_and_order():
+    recipe = load_category("books")
+    book = next(iter(read_files(recipe.offline.params)))
+    assert isinstance(book, RawText) and book.text.startswith("Debian 11\n\n# The Debian Administrator's Handbook")
+    assert "Download the ebook" not in book.text and "**Next**" not in book.text  # page chrome stripped
+    assert book.text.index("Chapter 1.") < book.text.index("Chapter 2.") < book.text.index("Chapter 3.")
+    manuals = {r.source.rsplit("/", 1)[-1]: r.text for r in read_files(load_category("technical_docs").offline.params)}
+    assert "\x00" not in manuals["find"] and "\x1f" not in manuals["find"]
+    assert manuals["find"].index("Node: Top") < manuals["find"].index("Node: Primary Index")  # parts in order
 
 
 def test_unreadable_files_are_skipped_and_counted(tmp_path):
