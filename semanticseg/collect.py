@@ -16,7 +16,7 @@ import re
 import unicodedata
 import zlib
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -47,6 +47,9 @@ BOUNDARIES: dict[str, str] = {
     "faq": r"(?m)^(?=[^\n]+\n[=\-~^*#]{3,}\n|\d+(?:\.\d+)+\. \S)",
 }
 _FALLBACKS = (r"(?<=\n\n)(?=[^\n])", r"(?<=\n)(?=[^\n])")  # paragraph, then line (indented ones too)
+
+
+TokenCounter = Callable[[str], int]  # a token counter
 
 
 class EmptySource(ValueError):
@@ -83,7 +86,7 @@ def _split_at(text: str, pattern: str) -> list[str]:
     return [text[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def sections(text: str, boundary: str, max_tokens: int, count) -> list[tuple[str, int, int]]:
+def sections(text: str, boundary: str, max_tokens: int, count: TokenCounter) -> list[tuple[str, int, int]]:
     """Text split at its boundaries, over-long sections split again at paragraphs then lines.
 
     Concatenating the sections gives the text back exactly. Returns (section, tokens, level) triples,
@@ -91,24 +94,24 @@ def sections(text: str, boundary: str, max_tokens: int, count) -> list[tuple[str
     line) stays as it is and is dropped by the caller.
     """
     out: list[tuple[str, int, int]] = []
-    todo = [(piece, 0) for piece in _split_at(text, BOUNDARIES[boundary])]
+    todo = deque((piece, 0) for piece in _split_at(text, BOUNDARIES[boundary]))
     while todo:
-        piece, level = todo.pop(0)
+        piece, level = todo.popleft()
         n = count(piece)
         if n > max_tokens and level < len(_FALLBACKS):
-            todo[:0] = [(p, level + 1) for p in _split_at(piece, _FALLBACKS[level])]
+            todo.extendleft(reversed([(p, level + 1) for p in _split_at(piece, _FALLBACKS[level])]))
         else:
             out.append((piece, n, level))
     return out
 
 
-def cut(text: str, boundary: str, min_tokens: int, max_tokens: int, count, seed: str) -> Iterator[str]:
+def cut(text: str, boundary: str, min_tokens: int, max_tokens: int, count: TokenCounter, seed: str) -> Iterator[str]:
     """Documents inside [min_tokens, max_tokens] cut from one text at natural boundaries.
 
     A text that fits the window is kept whole. A longer one is packed section by section up to a target
     length drawn log-uniformly from the window (seeded by the text's source, so reruns cut the same way):
-    documents spread over the length buckets instead of all piling up just under max_tokens. Pieces that
-    end up shorter than min_tokens are not yielded.
+    documents spread over the length buckets instead of all piling up just under max_tokens. A piece can
+    still fall outside the window (a short tail, one enormous line); the caller drops and counts those.
     """
     if count(text) <= max_tokens:
         yield text
