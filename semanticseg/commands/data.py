@@ -78,6 +78,8 @@ def collect_cmd(
             )
         except (EmptySource, SourceMissing, EncodingUnavailable, ValueError) as err:
             raise fail(str(err)) from None
+        except (ConnectionError, OSError) as err:  # the hub unreachable, or a data set id it does not know
+            raise fail(f"{category}: cannot stream the online source: {err}. Offline, use --source offline.") from None
     _collect_table(category, summary)
     console.print(f"wrote {out / category / 'documents.parquet'}")
 
@@ -105,8 +107,9 @@ def build_cmd(
         "offline", "--source", help="offline: real text shipped inside installed packages (no network); online: the hub data sets."
     ),
     limit: int = typer.Option(
-        None, "--limit", min=1,
-        help="Documents per category (default: the recipe's offline.documents_per_category offline; all of them online).",
+        None, "--limit", min=0,
+        help="Documents per category; 0 = all the source has (default: the recipe's offline.documents_per_category "
+        "offline, all online).",
     ),
     annotators: str = typer.Option(None, "--annotators", help="Comma-separated annotators (default: the recipe's, e.g. structure,similarity,llm)."),
     target_tokens: int = typer.Option(None, "--target-tokens", min=1, help="Mean block length annotators aim for (default: the recipe's)."),
@@ -144,7 +147,7 @@ def build_cmd(
         categories=cats,
         work_root=str(work),
         source=source,
-        limit=limit if limit is not None else (recipe.offline_documents if source == "offline" else None),
+        limit=(limit or None) if limit is not None else (recipe.offline_documents if source == "offline" else None),
         annotators=names,
         target_tokens=target_tokens or recipe.target_block_tokens,
         agreement_threshold=threshold if threshold is not None else recipe.agreement_threshold,
@@ -171,10 +174,13 @@ def _print_build(reports) -> None:
             f"{r.agreement:.2f}", *(f"{r.built[b]}/{r.target[b]}" for b in r.target),
         )
     console.print(table)
+    lines: dict[str, list[str]] = {}  # one line per distinct outcome, not one per category
     for r in reports:
-        ran = [s for s, how in r.stages.items() if how.startswith("ran")]
+        ran = ", ".join(s for s, how in r.stages.items() if how.startswith("ran")) or "nothing (all complete)"
         dropped = ", ".join(f"{n} {why}" for why, n in r.dropped.items() if n) or "none"
-        console.print(f"{r.category}: ran {', '.join(ran) or 'nothing (all complete)'}; dropped: {dropped}")
+        lines.setdefault(f"ran {ran}; dropped: {dropped}", []).append(r.category)
+    for line, cats in lines.items():
+        console.print(f"{', '.join(cats) if len(cats) < 4 else f'{len(cats)} categories'}: {line}")
     for note in dict.fromkeys(n for r in reports for n in r.notes):
         console.print(f"[yellow]note:[/] {note}")
     short = sum(sum(r.shortfall.values()) for r in reports)
