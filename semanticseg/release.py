@@ -87,45 +87,41 @@ def near_duplicate_groups(instances: list[Instance], jaccard: float, num_perm: i
 
 
 def assign_splits(instances: list[Instance], groups: list[int], fractions: dict[str, float], seed: int) -> list[str]:
-    """Split name per instance: whole groups, in a seeded hash order, go where their strata lack most.
+    """Split name per instance: whole groups go, largest first, where their strata still need most.
 
-    Greedy stratified assignment: each group goes to the split with the largest deficit against its
-    target share, summed over the (category, length bucket) strata of its members, with the category
-    and overall deficits as smaller tie-breakers so small strata still feed validation and test.
+    Greedy stratified assignment (as in iterative stratification): every (category, length bucket)
+    stratum wants fractions[split] x its size in each split; a group goes to the split whose remaining
+    need, summed over its members' strata, is largest. The category's and the whole release's needs count
+    half as much: in a small release the strata hold a few documents each and would all round to train,
+    while these keep every split near its share. Largest groups go first
+    so small ones can even out what they leave; ties between equal sizes break in a seeded hash order.
     """
     names = [s for s in SPLIT_ORDER if s in fractions] + sorted(set(fractions) - set(SPLIT_ORDER))
     members: dict[int, list[int]] = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
-    strata = [(inst.category, length_bucket(inst.n_tokens)) for inst in instances]
-    totals: dict[Any, int] = {}
-    for cat, bucket in strata:
-        for key in ((cat, bucket), cat, "all"):
-            totals[key] = totals.get(key, 0) + 1
-    seen: dict[Any, int] = {}
-    counts: dict[tuple[Any, str], int] = {}
+    keys_of = []
+    for inst in instances:
+        cat, bucket = inst.category, length_bucket(inst.n_tokens)
+        keys_of.append((((cat, bucket), 1.0), (cat, 0.5), ("all", 0.5)))
+    need: dict[tuple[Any, str], float] = {}
+    for keys in keys_of:
+        for key, _ in keys:
+            for split in names:
+                need[(key, split)] = need.get((key, split), 0.0) + fractions[split]
 
-    def order(g: int) -> str:
+    def order(g: int) -> tuple[int, str]:
         first = min(instances[i].id for i in members[g])
-        return hashlib.sha256(f"{seed}:{first}".encode()).hexdigest()
+        return -len(members[g]), hashlib.sha256(f"{seed}:{first}".encode()).hexdigest()
 
     out = [""] * len(instances)
     for g in sorted(members, key=order):
-        keys: list[tuple[Any, float]] = []
-        for i in members[g]:
-            cat, bucket = strata[i]
-            keys += [((cat, bucket), 1.0), (cat, 0.1), ("all", 0.01)]
-        for key, _ in keys:
-            seen[key] = seen.get(key, 0) + 1
-
-        def deficit(split: str) -> float:
-            return sum(w * (fractions[split] * seen[k] - counts.get((k, split), 0)) for k, w in keys)
-
-        best = max(names, key=lambda s: (deficit(s), fractions[s]))
+        keys = [k for i in members[g] for k in keys_of[i]]
+        best = max(names, key=lambda s: (sum(w * need[(key, s)] for key, w in keys), fractions[s]))
         for i in members[g]:
             out[i] = best
         for key, _ in keys:
-            counts[(key, best)] = counts.get((key, best), 0) + 1
+            need[(key, best)] -= 1
     return out
 
 

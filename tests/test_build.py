@@ -78,3 +78,20 @@ def test_killed_build_resumes_to_the_same_release(tmp_path):
 
     digests = _release_digests(whole, tmp_path / "release-whole")
     assert digests and digests == _release_digests(killed, tmp_path / "release-killed")
+
+
+def test_build_refuses_bad_input_clearly(tmp_path):
+    from typer.testing import CliRunner
+
+    from semanticseg.cli import app
+
+    runner = CliRunner()
+    neither = runner.invoke(app, ["build", "--work", str(tmp_path)])
+    assert neither.exit_code == 2 and "--category NAME" in neither.output
+    unknown = runner.invoke(app, ["build", "-c", "poetry-slam", "--work", str(tmp_path)])
+    assert unknown.exit_code == 2 and "unknown category poetry-slam" in unknown.output
+    bad_recipe = tmp_path / "r.toml"
+    bad_recipe.write_text('[release]\nsplits = { train = 0.9, test = 0.2 }\n')
+    refused = runner.invoke(app, ["build", "-c", "code", "--recipe", str(bad_recipe), "--work", str(tmp_path)])
+    assert refused.exit_code == 2 and "sum to 1" in refused.output
+    assert not any(tmp_path.glob("*/documents.parquet"))
