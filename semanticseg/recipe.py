@@ -47,7 +47,7 @@ class Recipe:
     max_block_tokens: int = 4096
     annotators: list[str] = field(default_factory=lambda: ["structure", "similarity", "llm"])
     agreement_threshold: float = 0.6
-    offline_documents: int = 8
+    offline_documents: int = 4
     offline_llm: str = "auto"
     targets: dict[str, dict[str, int]] = field(default_factory=dict)  # category or "default" -> bucket -> count
     path: str = ""
@@ -82,7 +82,7 @@ def load_recipe(path: Path | None = None) -> Recipe:
         max_block_tokens=int(blocks.get("max_tokens", 4096)),
         annotators=list(ann.get("annotators", ["structure", "similarity", "llm"])),
         agreement_threshold=float(ann.get("agreement_threshold", 0.6)),
-        offline_documents=int(off.get("documents_per_category", 8)),
+        offline_documents=int(off.get("documents_per_category", 4)),
         offline_llm=str(off.get("llm", "auto")),
         targets={k: dict(v) for k, v in raw.get("targets", {}).items()},
         path=str(path),
