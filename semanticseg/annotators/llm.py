@@ -175,8 +175,12 @@ class LLMAnnotator(Annotator):
             return []
         span_tokens = (candidates.token_offsets[window.shown[-1]] - candidates.token_offsets[window.shown[0]]) or target_tokens
         n_cuts = max(1, round(span_tokens / target_tokens))
+        example = _templates().get_template("example.jinja2")
         messages = [
             {"role": "system", "content": render("segment_system")},
+            {"role": "user", "content": render("segment", category="news", n_markers=3, target_tokens=40, n_cuts=1,
+                                               partial=False, text=example.render().strip())},
+            {"role": "assistant", "content": example.module.answer},
             {"role": "user", "content": render("segment", category=doc.category, n_markers=n, target_tokens=target_tokens,
                                                n_cuts=n_cuts, partial=partial, text=marked_text(doc.text, candidates.offsets, window))},
         ]
