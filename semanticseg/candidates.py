@@ -100,7 +100,7 @@ def _python_rules(text: str, lines: list[tuple[int, str]], add: Any) -> bool:
     """Top-level statements and class members of Python source (with decorators and leading comments)."""
     try:
         tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError):  # not Python, or too deeply nested to parse
         return False
     nodes = list(tree.body)
     for node in tree.body:
