@@ -31,13 +31,11 @@ def _lengths(cuts: list[int], offsets: list[int], n: int) -> list[int]:
 
 def test_decode_respects_min_and_max_tokens():
     rng = random.Random(0)
-    for _ in range(30):
+    for _ in range(15):
         n = rng.randint(2000, 9000)
-        offsets = sorted(rng.sample(range(1, n), rng.randint(50, 300)))
-        scores = [rng.uniform(-5, 5) for _ in offsets]
         low, high = rng.randint(50, 200), rng.randint(600, 1500)
-        # Feasible by construction: candidates at least every 40 tokens.
-        offsets = sorted(set(offsets) | set(range(40, n, 40)))
+        # Random candidates plus one every 40 tokens, so the bounds are always feasible.
+        offsets = sorted(set(rng.sample(range(1, n), rng.randint(50, 300))) | set(range(40, n, 40)))
         scores = [rng.uniform(-5, 5) for _ in offsets]
         cuts = decode(offsets, n, scores, target_tokens=400, min_tokens=low, max_tokens=high)
         assert all(low <= length <= high for length in _lengths(cuts, offsets, n))
@@ -64,6 +62,7 @@ def test_decode_least_violation_when_constraints_cannot_hold():
         decode([10], 100, [0.0], target_tokens=10, min_tokens=50, max_tokens=20)
 
 
+@pytest.mark.slow
 def test_concat_instances_cut_at_junctions_and_load_back(tmp_path):
     instances = concat_instances(_docs(), per_category=6, passage_tokens=(60, 200), passages_per_instance=(3, 4))
     assert len(instances) >= 3
@@ -132,6 +131,7 @@ def test_segment_cli_baseline_streams_files_and_rejects_binary(tmp_path):
     assert result.exit_code == 2 and "--model" in result.output
 
 
+@pytest.mark.slow
 def test_cheap_baselines_cut_inside_the_text():
     from semanticseg.segmenter.baselines import get_methods
 

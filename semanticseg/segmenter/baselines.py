@@ -9,8 +9,10 @@ expensive part. Speed is measured over both steps.
 - paragraph: paragraphs (blank-line separated) packed greedily up to target_tokens;
 - recursive: semchunk's recursive splitting (paragraphs, lines, sentences, words) to target_tokens;
 - texttiling: nltk's TextTilingTokenizer (no length knob: the target is ignored);
-- embedding: the MiniLM over the same units as the segmenter, TextTiling depth scores of the similarity
-  between the units before and after each candidate, cut by the same length-prior DP;
+- embedding: the MiniLM over the same units as the segmenter (each unit's first 64 tokens, about a
+  sentence or two, as sentence-level semantic chunkers embed; the segmenter reads only 32), TextTiling
+  depth scores of the similarity between the units before and after each candidate, cut by the same
+  length-prior DP;
 - structure: the structure annotator (candidate kind scores + length prior);
 - segmenter: the trained model.
 """
@@ -120,7 +122,7 @@ class EmbeddingSimilarity(Method):
 
     name = "embedding"
 
-    def __init__(self, context: int = 3, max_unit_tokens: int = 32, encoder: str = "minilm") -> None:
+    def __init__(self, context: int = 3, max_unit_tokens: int = 64, encoder: str = "minilm") -> None:
         self.context, self.max_unit_tokens, self.encoder = context, max_unit_tokens, encoder
 
     def prepare(self, text: str, category: str) -> Any:

@@ -25,6 +25,9 @@ from semanticseg.segmenter.units import N_FEATURES, OFFLINE_ENCODER, Units, doc_
 from semanticseg.tokens import DEFAULT_ENCODING, span_tokens, token_starts
 
 
+WIDTHS = (1, 2, 4, 8)  # units on each side of a candidate whose mean embeddings are compared
+
+
 @dataclass
 class SegmenterConfig:
     """Everything needed to rebuild the network and its inputs (saved as config.json)."""
@@ -33,7 +36,7 @@ class SegmenterConfig:
     embed_dim: int = 384
     hidden: int = 128
     layers: int = 2
-    dropout: float = 0.1
+    dropout: float = 0.2
     max_unit_tokens: int = 32
     encoding: str = DEFAULT_ENCODING
     extra: dict[str, Any] = field(default_factory=dict)
@@ -57,15 +60,34 @@ class BoundaryNet(nn.Module):
         self.project = nn.Sequential(nn.Linear(config.embed_dim + N_FEATURES, config.hidden), nn.GELU(), nn.Dropout(config.dropout))
         self.rnn = nn.GRU(config.hidden, config.hidden, num_layers=config.layers, batch_first=True, bidirectional=True,
                           dropout=config.dropout if config.layers > 1 else 0.0)
-        # Left unit state, right unit state, their product, and the raw cosine similarity of the embeddings.
-        self.head = nn.Sequential(nn.Linear(6 * config.hidden + 1, config.hidden), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(config.hidden, 1))
+        # Per candidate: left and right unit states, their product, and the multi-scale similarity dips.
+        self.boundary = nn.Sequential(nn.Linear(6 * config.hidden + len(WIDTHS), config.hidden), nn.GELU(), nn.Dropout(config.dropout))
+        # A convolution along the candidates sees the shape of the similarity curve around each one (a dip).
+        self.local = nn.Conv1d(config.hidden, config.hidden, kernel_size=5, padding=2)
+        self.out = nn.Linear(config.hidden, 1)
 
     def forward(self, embeddings: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """embeddings (units, dim), features (units, N_FEATURES) -> logits (units - 1,)."""
         states, _ = self.rnn(self.project(torch.cat([embeddings, features], dim=-1)).unsqueeze(0))
         left, right = states[0, :-1], states[0, 1:]
-        cosine = (embeddings[:-1] * embeddings[1:]).sum(-1, keepdim=True)
-        return self.head(torch.cat([left, right, left * right, cosine], dim=-1)).squeeze(-1)
+        hidden = self.boundary(torch.cat([left, right, left * right, window_similarities(embeddings)], dim=-1))
+        hidden = hidden + nn.functional.gelu(self.local(hidden.T.unsqueeze(0))[0].T)
+        return self.out(hidden).squeeze(-1)
+
+
+def window_similarities(embeddings: torch.Tensor) -> torch.Tensor:
+    """(units - 1, len(WIDTHS)): cosine between the mean of w units before and w units after each candidate,
+    standardised over the document (TextTiling's signal at several scales, as model input)."""
+    sums = torch.cat([embeddings.new_zeros(1, embeddings.shape[1]), embeddings.cumsum(0)])
+    n = embeddings.shape[0]
+    at = torch.arange(1, n, device=embeddings.device)
+    columns = []
+    for w in WIDTHS:
+        before = sums[at] - sums[(at - w).clamp(min=0)]
+        after = sums[(at + w).clamp(max=n)] - sums[at]
+        columns.append(nn.functional.cosine_similarity(before, after, dim=-1))
+    sims = torch.stack(columns, dim=-1)
+    return (sims - sims.mean(0)) / (sims.std(0, unbiased=False) + 1e-4)
 
 
 class Segmenter:
