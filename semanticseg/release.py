@@ -32,6 +32,10 @@ class ReleaseInvalid(ValueError):
     """The release failed validation; nothing was published."""
 
 
+class PublishError(RuntimeError):
+    """The release was written locally but could not be published where --push-to-hub said."""
+
+
 @dataclass(slots=True)
 class ReleaseSummary:
     """What a release wrote and how big each split is."""
@@ -181,14 +185,20 @@ def push(out_dir: Path, target: str, private: bool = False) -> str:
     import datasets
 
     if re.fullmatch(r"[\w.-]+/[\w.-]+", target) and not Path(target).exists() and "://" not in target:
-        dd = datasets.load_from_disk(str(out_dir / "dataset"))
-        dd.push_to_hub(target, private=private)
         from huggingface_hub import HfApi
 
-        # push_to_hub writes its own minimal README: replace it with the card and add its plots.
-        HfApi().upload_folder(
-            folder_path=str(out_dir), repo_id=target, repo_type="dataset", allow_patterns=["README.md", "plots/*.png"]
-        )
+        dd = datasets.load_from_disk(str(out_dir / "dataset"))
+        try:
+            dd.push_to_hub(target, private=private)
+            # push_to_hub writes its own minimal README: replace it with the card and add its plots.
+            HfApi().upload_folder(
+                folder_path=str(out_dir), repo_id=target, repo_type="dataset", allow_patterns=["README.md", "plots/*.png"]
+            )
+        except OSError as err:  # the hub's HTTP, offline-mode and connection errors are all OSErrors
+            raise PublishError(
+                f"could not push to the hub data set {target}: {err}. Log in (`hf auth login` or HF_TOKEN) and check "
+                "the network, or give --push-to-hub a folder to write the same files locally."
+            ) from err
         return f"https://huggingface.co/datasets/{target}"
     import fsspec
 

@@ -74,12 +74,27 @@ def release_instances() -> list[Instance]:
     return real_instances()
 
 
-@pytest.fixture()
-def built_work_root(tmp_path: Path, release_instances: list[Instance]) -> Path:
-    """A work root as `build` leaves it: WORK/<category>/instances.parquet for legal and code."""
+def write_work_root(root: Path, instances: list[Instance]) -> Path:
+    """A work root as `build` leaves it: WORK/<category>/instances.parquet per category."""
     from semanticseg.io import write_records
 
-    root = tmp_path / "work"
-    for cat in ("legal", "code"):
-        write_records(root / cat / "instances.parquet", [i for i in release_instances if i.category == cat], Instance)
+    for cat in sorted({i.category for i in instances}):
+        write_records(root / cat / "instances.parquet", [i for i in instances if i.category == cat], Instance)
     return root
+
+
+@pytest.fixture()
+def built_work_root(tmp_path: Path, release_instances: list[Instance]) -> Path:
+    """A fresh work root with the real instances (legal and code), for tests that change it."""
+    return write_work_root(tmp_path / "work", release_instances)
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory: pytest.TempPathFactory, release_instances: list[Instance]):
+    """One release of the real instances, shared by the tests that only read it: (folder, summary)."""
+    from semanticseg.recipe import load_recipe
+    from semanticseg.release import release
+
+    root = tmp_path_factory.mktemp("released")
+    summary, _ = release(write_work_root(root / "work", release_instances), root / "release", load_recipe())
+    return root / "release", summary

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from semanticseg.recipe import load_recipe
-from semanticseg.release import ReleaseInvalid, assign_splits, near_duplicate_groups, push, release
+from semanticseg.release import PublishError, ReleaseInvalid, assign_splits, near_duplicate_groups, push, release
 from semanticseg.schema import Instance, length_bucket
 from semanticseg.validate import instance_errors, validate_path, validate_splits
 
@@ -47,13 +47,12 @@ def test_splits_are_deterministic_stratified_and_keep_groups_together(release_in
     assert assign_splits(release_instances, groups, fractions, seed=1) != labels
 
 
-def test_release_round_trips_through_datasets_and_validates(built_work_root, tmp_path):
+def test_release_round_trips_through_datasets_and_validates(released, tmp_path):
     import datasets
 
     recipe = load_recipe()
-    out = tmp_path / "release"
-    summary, report = release(built_work_root, out, recipe)
-    assert report.ok and sum(summary.splits.values()) == 20
+    out, summary = released
+    assert sum(summary.splits.values()) == 20
     assert set(summary.splits) == {"train", "validation", "test"} and all(summary.splits.values())
 
     split_of = _split_of(out)
@@ -113,11 +112,10 @@ def test_release_refuses_invalid_instances(built_work_root, tmp_path, release_in
     assert not (tmp_path / "release" / "data").exists()
 
 
-def test_push_to_a_local_folder_gives_a_loadable_hub_layout(built_work_root, tmp_path):
+def test_push_to_a_local_folder_gives_a_loadable_hub_layout(released, tmp_path):
     import datasets
 
-    out = tmp_path / "release"
-    summary, _ = release(built_work_root, out, load_recipe())
+    out, summary = released
     hub = tmp_path / "hub" / "semanticseg"
     assert push(out, str(hub)) == str(hub)
     # The card's YAML `configs` header is what the hub uses to find the splits: load the folder by it alone.
@@ -149,3 +147,13 @@ def test_cli_release_then_validate_and_a_broken_release_fails(built_work_root, t
     pq.write_table(pa.concat_tables([pq.read_table(train_shard), pq.read_table(test_shard).slice(0, 1)]), train_shard)
     broken = runner.invoke(app, ["validate", str(out)])
     assert broken.exit_code == 1 and "id repeated" in broken.output
+
+
+def test_push_to_a_hub_repo_offline_fails_with_advice(released, monkeypatch):
+    import huggingface_hub.constants
+
+    out, _ = released
+    # The real DatasetDict.push_to_hub path, stopped by the hub client's own offline switch before any request.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PublishError, match="offline mode is enabled.*hf auth login"):
+        push(out, "someone/semanticseg-test")

@@ -204,13 +204,13 @@ def release_cmd(
       semanticseg release
       semanticseg release --out release --push-to-hub my-org/SemanticSeg
     """
-    from semanticseg.release import ReleaseInvalid, release
+    from semanticseg.release import PublishError, ReleaseInvalid, release
 
     recipe = _recipe(recipe_path)
     try:
         with console.status("splitting, validating, writing the release"):
             summary, _ = release(work, out, recipe, categories=category or None, push_to_hub=push_to_hub)
-    except (ReleaseInvalid, FileNotFoundError) as err:
+    except (ReleaseInvalid, PublishError, FileNotFoundError) as err:
         raise fail(str(err)) from None
     console.print(f"released {sum(summary.splits.values())} instances to {out}: " + ", ".join(f"{s} {n}" for s, n in summary.splits.items()))
     console.print(f"{summary.groups} near-duplicate groups, each inside one split; validation passed")
