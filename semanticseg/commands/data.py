@@ -190,7 +190,9 @@ def _print_build(reports) -> None:
 @app.command("release")
 def release_cmd(
     work: Path = typer.Option(Path("work"), "--work", help="Work root that `semanticseg build` filled."),
-    out: Path = typer.Option(Path("release"), "--out", help="Release folder: data/<split>-*.parquet, dataset/ (DatasetDict), README.md card, plots/."),
+    out: Path = typer.Option(
+        Path("work/release"), "--out", help="Release folder: data/<split>-*.parquet, dataset/ (DatasetDict), README.md card, plots/."
+    ),
     category: list[str] = typer.Option(None, "--category", "-c", help="Only these built categories (default: every built one)."),
     push_to_hub: str = typer.Option(
         None, "--push-to-hub",
@@ -202,7 +204,8 @@ def release_cmd(
 
     Examples:
       semanticseg release
-      semanticseg release --out release --push-to-hub my-org/SemanticSeg
+      semanticseg release --push-to-hub my-org/SemanticSeg
+      semanticseg release --out /data/semanticseg --push-to-hub /mnt/share/semanticseg
     """
     from semanticseg.release import PublishError, ReleaseInvalid, release
 
@@ -225,7 +228,7 @@ def validate_cmd(
 ) -> None:
     """Check a release: cuts inside the text, sorted, unique, at candidates; block bounds; ids unique; splits disjoint.
 
-    Exits 1 when any check fails. Example: semanticseg validate release
+    Exits 1 when any check fails. Example: semanticseg validate work/release
     """
     from semanticseg.validate import MAX_ERRORS_SHOWN, validate_path
 
