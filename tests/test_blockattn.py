@@ -74,7 +74,8 @@ def test_rotate_keys_moves_a_block(tiny_llama_dir):
     with torch.no_grad():
         at_zero = model(input_ids=ids, use_cache=True).past_key_values.layers[1].keys
         at_77 = model(input_ids=ids, position_ids=torch.arange(77, 107)[None], use_cache=True).past_key_values.layers[1].keys
-    assert torch.allclose(positions.rotate_keys(at_zero, 77, model.model.rotary_emb), at_77, atol=ATOL)
+    cos, sin = positions.rotation(torch.full((30,), 77), model.model.rotary_emb)
+    assert torch.allclose(positions.rotate_keys(at_zero, cos, sin), at_77, atol=ATOL)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from semanticseg.blockattn.positions import rotate_keys
+from semanticseg.blockattn.positions import rotate_keys, rotation
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each [1, H_kv, L, D]
 
@@ -59,14 +59,16 @@ class BlockCache:
         """One DynamicCache holding every block (sinks included in the token lists) at its global position."""
         from transformers import DynamicCache
 
-        rotary = self.model.model.rotary_emb
         parts = [self.get(block) for block in blocks]
-        starts = [sum(len(b) for b in blocks[:i]) for i in range(len(blocks))]
+        # every cached token moves by its block's start offset: one rotation for all blocks and layers
+        starts = torch.tensor([sum(len(b) for b in blocks[:i]) for i in range(len(blocks))], device=self.model.device)
+        offsets = torch.repeat_interleave(starts, torch.tensor([len(b) for b in blocks], device=starts.device))
+        cos, sin = rotation(offsets, self.model.model.rotary_emb)
         cache = DynamicCache()
         for layer in range(len(parts[0])):
-            keys = torch.cat([rotate_keys(p[layer][0], s, rotary) for p, s in zip(parts, starts, strict=True)], dim=-2)
+            keys = torch.cat([p[layer][0] for p in parts], dim=-2)
             values = torch.cat([p[layer][1] for p in parts], dim=-2)
-            cache.update(keys, values, layer)
+            cache.update(rotate_keys(keys, cos, sin), values, layer)
         return cache
 
 

@@ -45,7 +45,8 @@ def flex_mask(block_ids: torch.Tensor, open_blocks: torch.Tensor) -> Any:
     def mask_mod(b: Any, h: Any, q: Any, kv: Any) -> Any:
         return mask_rule(block_ids, open_blocks, b, q, kv)
 
-    return create_block_mask(mask_mod, B=batch, H=None, Q_LEN=n, KV_LEN=n, device=block_ids.device)
+    # compiled mask construction on CUDA: the eager path evaluates the rule on the whole N x N grid
+    return create_block_mask(mask_mod, B=batch, H=None, Q_LEN=n, KV_LEN=n, device=block_ids.device, _compile=block_ids.is_cuda)
 
 
 def attention_mask(block_ids: torch.Tensor, open_blocks: torch.Tensor, implementation: str) -> Any:

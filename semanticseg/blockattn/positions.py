@@ -56,20 +56,21 @@ def layout(blocks: list[list[int]], final: list[int], sink_id: int, block_sinks:
     return Layout(ids, block_ids, is_sink, starts)
 
 
-def rotate_keys(keys: torch.Tensor, offset: int, rotary: torch.nn.Module) -> torch.Tensor:
-    """Rotate RoPE-encoded keys [B, H, L, D] computed at positions 0..L-1 to positions offset..offset+L-1.
+def rotation(offsets: torch.Tensor, rotary: torch.nn.Module, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin [1, 1, L, D] that move each cached key i by offsets[i] positions (computed once for all layers).
 
-    Rotations compose (R(p) R(d) = R(p + d)) for every frequency-scaled RoPE variant with fixed
-    frequencies, so one extra rotation by `offset` moves the whole cached block. `rotary` is the model's
-    rotary embedding module (model.model.rotary_emb), so the model's own frequencies are used.
+    Rotations compose (R(p) R(d) = R(p + d)) for every RoPE variant with fixed frequencies, so one extra
+    rotation by a block's start offset moves the block. `rotary` is the model's rotary embedding module
+    (model.model.rotary_emb), so the model's own (possibly scaled) frequencies are used.
     """
-    if offset == 0:
-        return keys
-    position = torch.full((1, 1), offset, device=keys.device, dtype=torch.long)
-    cos, sin = rotary(keys.float(), position)  # [1, 1, D]
+    cos, sin = rotary(torch.zeros(1, device=offsets.device, dtype=dtype), offsets[None])
     scale = float(getattr(rotary, "attention_scaling", 1.0))  # YaRN-style scaling is already in the keys
-    cos, sin = cos[:, None].float() / scale, sin[:, None].float() / scale
-    k = keys.float()
+    return (cos / scale)[:, None].to(dtype), (sin / scale)[:, None].to(dtype)
+
+
+def rotate_keys(keys: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Apply the extra rotation (from `rotation`) to RoPE-encoded keys [B, H, L, D]."""
+    k = keys.to(cos.dtype)
     half = k.shape[-1] // 2
     rotated_half = torch.cat((-k[..., half:], k[..., :half]), dim=-1)
     return (k * cos + rotated_half * sin).to(keys.dtype)
