@@ -23,9 +23,6 @@ from semanticseg.schema import Instance, length_bucket, to_table
 from semanticseg.validate import ValidationReport, validate_splits
 
 SPLIT_ORDER = ("train", "validation", "test")
-# Collect gives every part of one long text the same source; sources from elsewhere may name parts
-# "<source>#part-3" (or "#3", "::chunk2", "@part_2"): both count as one source.
-_PART_SUFFIX = re.compile(r"(?:#|::|@)(?:part|chunk|window)?[-_]?\d+$")
 
 
 class ReleaseInvalid(ValueError):
@@ -46,11 +43,6 @@ class ReleaseSummary:
     groups: int  # near-duplicate groups (each wholly inside one split)
     files: list[str] = field(default_factory=list)
     pushed_to: str = ""
-
-
-def source_key(source: str) -> str:
-    """The source file an instance was cut from: its source with any part suffix removed."""
-    return _PART_SUFFIX.sub("", source)
 
 
 def _shingles(text: str, n: int = 5) -> set[bytes]:
@@ -76,7 +68,7 @@ def near_duplicate_groups(instances: list[Instance], jaccard: float, num_perm: i
 
     by_source: dict[str, int] = {}
     for i, inst in enumerate(instances):
-        union(i, by_source.setdefault(source_key(inst.source), i))
+        union(i, by_source.setdefault(inst.source, i))  # collect gives every part of one text the same source
     lsh = MinHashLSH(threshold=jaccard, num_perm=num_perm)
     hashes = []
     for i, inst in enumerate(instances):

@@ -63,8 +63,8 @@ def real_instances() -> list[Instance]:
         out.append(paragraph_instance((stdlib / name).read_text(), "code", f"cpython:Lib/{name}", "PSF-2.0"))
     argparse = (stdlib / "argparse.py").read_text()
     half = argparse.index("\n\n\n", len(argparse) // 2) + 3
-    for k, part in enumerate((argparse[:half], argparse[half:]), 1):
-        out.append(paragraph_instance(part, "code", f"cpython:Lib/argparse.py#part-{k}", "PSF-2.0"))
+    for part in (argparse[:half], argparse[half:]):  # two parts of one source, as collect cuts them
+        out.append(paragraph_instance(part, "code", "cpython:Lib/argparse.py", "PSF-2.0"))
     return out
 
 
