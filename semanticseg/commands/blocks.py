@@ -48,7 +48,7 @@ def distill_cmd(
     Examples:
       semanticseg distill --data release/data --out runs/distill
       semanticseg distill --data work/web/documents.parquet --out runs/ft --mode lm
-      torchrun --nproc-per-node 8 $(which semanticseg) distill --teacher Qwen/Qwen3-4B-Instruct-2507 --data release/data --out runs/q3 --lora
+      torchrun --nproc-per-node 8 --no-python semanticseg distill --teacher Qwen/Qwen3-4B-Instruct-2507 --data release/data --out runs/q3 --lora
     """
     from semanticseg.distill.recipe import DistillConfig, run
 
