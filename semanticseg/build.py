@@ -175,8 +175,11 @@ def build(config: BuildConfig, recipe: Recipe, progress: Any = None, label_studi
     if progress:
         progress.remove_task(starting)
     config.annotators = annotators
-    # The build owns the local server it started: every category's llm annotator talks to it, and it stops at the end.
-    llm_options = {"base_url": server.base_url, "model": server.model} if server is not None else None
+    # The build owns the local server it started: every category's llm annotator talks to it (with the recipe's
+    # settings for a small CPU model), and it stops at the end.
+    llm_options = None
+    if server is not None:
+        llm_options = {**recipe.offline_llm_options, "base_url": server.base_url, "model": server.model}
     overall = progress.add_task("build", total=len(STAGES) * len(config.categories), info="") if progress else None
     reports = []
     try:

@@ -49,6 +49,7 @@ class Recipe:
     agreement_threshold: float = 0.6
     offline_documents: int = 4
     offline_llm: str = "auto"
+    offline_llm_options: dict[str, Any] = field(default_factory=dict)  # LLMAnnotator options for the local server
     targets: dict[str, dict[str, int]] = field(default_factory=dict)  # category or "default" -> bucket -> count
     path: str = ""
 
@@ -84,6 +85,7 @@ def load_recipe(path: Path | None = None) -> Recipe:
         agreement_threshold=float(ann.get("agreement_threshold", 0.6)),
         offline_documents=int(off.get("documents_per_category", 4)),
         offline_llm=str(off.get("llm", "auto")),
+        offline_llm_options=dict(off.get("llm_options", {})),
         targets={k: dict(v) for k, v in raw.get("targets", {}).items()},
         path=str(path),
     )
