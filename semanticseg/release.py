@@ -221,6 +221,8 @@ def release(
     splits: dict[str, list[Instance]] = {s: [] for s in recipe.splits}
     for inst, split in zip(instances, labels):
         splits[split].append(inst)
+    # A few instances can leave a split empty; datasets cannot load an empty split back from disk, so omit it.
+    splits = {s: rows for s, rows in splits.items() if rows}
     report = validate_splits(splits, recipe)
     if not report.ok:
         raise ReleaseInvalid(f"{len(report.errors)} problems, first: " + "; ".join(report.errors[:5]))

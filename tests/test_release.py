@@ -161,3 +161,14 @@ def test_push_to_a_hub_repo_offline_fails_with_advice(released, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PublishError, match="offline mode is enabled.*hf auth login"):
         push(out, "someone/semanticseg-test")
+
+
+def test_a_tiny_release_omits_empty_splits_and_loads_back(tmp_path, release_instances):
+    import datasets
+
+    from tests.fixtures_release import write_work_root
+
+    work = write_work_root(tmp_path / "work", release_instances[:2])
+    summary, _ = release(work, tmp_path / "release", load_recipe())
+    assert all(summary.splits.values()) and sum(summary.splits.values()) == 2
+    assert {s: len(d) for s, d in datasets.load_from_disk(str(tmp_path / "release" / "dataset")).items()} == summary.splits
