@@ -89,6 +89,9 @@ class LocalServer:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
+            port = int(self.base_url.rsplit(":", 1)[1].split("/")[0])
+            if _pid_file(port).exists() and _pid_file(port).read_text() == str(self.process.pid):
+                _pid_file(port).unlink()
 
 
 def _healthy(base: str) -> bool:
