@@ -198,3 +198,13 @@ def test_real_local_server_through_propose(tmp_path, local_llm):
     (again,) = read_records(tmp_path / "proposals.parquet", Proposal)
     assert again.meta["requests"] == 0 and again.meta["cache_hits"] == proposal.meta["requests"]
     assert (again.status, again.cuts, again.error) == (proposal.status, proposal.cuts, proposal.error)
+
+
+def test_no_endpoint_means_the_local_server_with_the_given_cache(tmp_path, monkeypatch):
+    """Without an endpoint the annotator targets the local SmolLM2 server and still caches where told."""
+    from semanticseg.annotators.llm import LLMAnnotator
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    annotator = LLMAnnotator(cache_dir=tmp_path / "cache")
+    assert annotator.base_url is None and annotator.cache.root == tmp_path / "cache"
+    assert annotator.name == "llm:SmolLM2-135M-Instruct#0"

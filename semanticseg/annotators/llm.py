@@ -103,9 +103,9 @@ class LLMAnnotator(Annotator):
         # No endpoint: the local server, started on the first request that misses the cache.
         self._local = base_url is None
         if self._local:
-            from semanticseg.llm_server import cache_dir
+            from semanticseg.llm_server import cache_dir as semanticseg_cache
 
-            model = model or str(cache_dir() / "models" / "SmolLM2-135M-Instruct")
+            model = model or str(semanticseg_cache() / "models" / "SmolLM2-135M-Instruct")
         if not model:
             raise ValueError("an LLM endpoint needs a model name (--llm-model)")
         self.model, self.base_url, self.sample = model, base_url, sample
