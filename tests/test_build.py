@@ -65,7 +65,8 @@ def test_killed_build_resumes_to_the_same_release(tmp_path):
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli(*args, "--work", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first_output = killed / CATEGORY / "documents.parquet"
+    # the collect stage's completion marker (written just after its output) says the stage is finished
+    first_output = killed / CATEGORY / "documents.parquet.done.json"
     deadline = time.monotonic() + 240
     while not first_output.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
