@@ -83,12 +83,12 @@ def propose_cmd(
     llm_model: list[str] = typer.Option(None, "--llm-model", help="Model name at the endpoint (repeatable: one annotator per model)."),
     llm_samples: int = typer.Option(1, "--llm-samples", min=1, help="Answers per model: sample 0 is greedy, the others seeded draws."),
     temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="Sampling temperature of samples 1.. (sample 0 is greedy)."),
-    concurrency: int = typer.Option(4, "--concurrency", min=1, help="Requests in flight at once, per LLM annotator."),
-    timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Seconds before one request is abandoned (then retried)."),
-    max_retries: int = typer.Option(4, "--max-retries", min=0, help="Retries with exponential backoff on 429, 5xx, timeouts and connection errors."),
-    window_tokens: int = typer.Option(3000, "--window-tokens", min=64, help="Longest text shown to the LLM at once; longer documents are split into overlapping windows."),
+    concurrency: int = typer.Option(None, "--concurrency", min=1, help="Requests in flight at once, per LLM annotator (default 4; for the local server, the recipe's offline.llm_options)."),
+    timeout: float = typer.Option(None, "--timeout", min=1.0, help="Seconds before one request is abandoned, then retried (default 120; local server: the recipe's)."),
+    max_retries: int = typer.Option(None, "--max-retries", min=0, help="Retries with exponential backoff on 429, 5xx, timeouts and connection errors (default 4; local server: the recipe's)."),
+    window_tokens: int = typer.Option(None, "--window-tokens", min=64, help="Longest text shown to the LLM at once; longer documents are split into overlapping windows (default 3000; local server: the recipe's)."),
     overlap_tokens: int = typer.Option(300, "--overlap-tokens", min=0, help="Overlap between consecutive windows."),
-    max_tokens: int = typer.Option(512, "--max-tokens", min=8, help="Cap on the LLM answer length."),
+    max_tokens: int = typer.Option(None, "--max-tokens", min=8, help="Cap on the LLM answer length (default 512; local server: the recipe's)."),
     retry_failed: bool = typer.Option(True, "--retry-failed/--keep-failed", help="On a rerun, ask again for proposals that failed before."),
 ) -> None:
     """Propose cuts with several annotators; resumable (Ctrl-C loses nothing, a rerun continues).
@@ -104,15 +104,20 @@ def propose_cmd(
     """
     from semanticseg.annotators.propose import run_propose
 
-    if overlap_tokens >= window_tokens:
+    given = {"concurrency": concurrency, "timeout_s": timeout, "max_retries": max_retries,
+             "window_tokens": window_tokens, "max_tokens": max_tokens}
+    # A remote endpoint serves requests in parallel; the local CPU server answers one at a time, slowly, so
+    # it gets the recipe's settings for it (the same ones `build` uses) unless the user sets them.
+    defaults = _local_llm_defaults() if llm_base_url is None else _REMOTE_LLM_DEFAULTS
+    given = {k: defaults[k] if v is None else v for k, v in given.items()}
+    if overlap_tokens >= given["window_tokens"]:
         raise fail("--overlap-tokens must be smaller than --window-tokens")
     if "llm" not in annotator and (llm_model or llm_samples > 1):
         console.print("[yellow]note:[/] --llm-model/--llm-samples only expand a plain `-a llm`")
     specs = _llm_specs(annotator, llm_model, llm_samples)
     if llm_base_url and any(s.startswith("llm") for s in specs) and not llm_model and not any(s.startswith("llm:") for s in specs):
         raise fail("--llm-base-url needs --llm-model (the model name the endpoint serves)")
-    options = {"base_url": llm_base_url, "temperature": temperature, "concurrency": concurrency, "timeout_s": timeout,
-               "max_retries": max_retries, "window_tokens": window_tokens, "overlap_tokens": overlap_tokens, "max_tokens": max_tokens}
+    options = {"base_url": llm_base_url, "temperature": temperature, "overlap_tokens": overlap_tokens, **given}
     for work_dir in _work_dirs(work, category, "candidates.parquet"):
         with progress_bar() as progress:
             try:
@@ -121,6 +126,15 @@ def propose_cmd(
             except (ValueError, RuntimeError, FileNotFoundError) as err:
                 raise fail(str(err)) from None
         _propose_table(work_dir.name, summary)
+
+
+_REMOTE_LLM_DEFAULTS = {"concurrency": 4, "timeout_s": 120.0, "max_retries": 4, "window_tokens": 3000, "max_tokens": 512}
+
+
+def _local_llm_defaults() -> dict:
+    from semanticseg.recipe import load_recipe
+
+    return {**_REMOTE_LLM_DEFAULTS, **load_recipe().offline_llm_options}
 
 
 def _propose_table(category: str, summary: dict) -> None:
