@@ -3,9 +3,13 @@
 One training step = forward + backward of a SmolLM2-135M-shaped model (random weights, fp32 master weights,
 bf16 autocast) over one sequence of --length tokens cut into blocks of --block tokens (context blocks
 isolated, the final block open), with the chunked LM loss over every position. The same model, mask rule
-and loss run with attn_implementation="flex_attention" (BlockMask) and "sdpa" (dense boolean mask).
+and loss run with three attention paths: attn_implementation="block_flex" (ours: one compiled flex_attention
+call per layer, GQA kept, the BlockMask built once per step), "flex_attention" (transformers' integration)
+and "sdpa" (dense boolean mask). Per part: the attention op alone (fwd + bwd) and the mask build, so
+step - layers x op is the time outside attention. --compile-layers also times ours and SDPA with each decoder
+layer torch.compile'd (fused norms, rotary and MLP), the way FlexAttention models are usually trained.
 
-    python bench/bench_flex.py --length 8192 --out bench_flex.json
+    python bench/bench_flex.py --length 8192 --blocks 512,128 --out bench_flex.json
 """
 
 from __future__ import annotations
@@ -15,19 +19,27 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _smollm2_shape import smollm2_shaped  # noqa: E402
 
+from semanticseg.blockattn.flex import flex_kernel, register  # noqa: E402
 from semanticseg.blockattn.masks import attention_mask  # noqa: E402
 from semanticseg.distill.losses import chunked_target_logprobs  # noqa: E402
 
+PATHS = ("block_flex", "flex_attention", "sdpa")
+LAYERS = 30
 
-def measure(implementation: str, length: int, block: int, steps: int, warmup: int) -> dict[str, float]:
+
+def measure(implementation: str, length: int, block: int, steps: int, warmup: int, compile_layers: bool = False) -> dict[str, float]:
     """Tokens/s and peak GPU memory of training steps with one attention implementation."""
     model = smollm2_shaped(implementation, torch.float32, "cuda").train()
+    if compile_layers:
+        for layer in model.model.layers:
+            layer.compile()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     ids = torch.randint(0, 49152, (1, length), device="cuda")
     block_ids = (torch.arange(length, device="cuda") // block)[None]
@@ -39,7 +51,7 @@ def measure(implementation: str, length: int, block: int, steps: int, warmup: in
     def step() -> None:
         mask = attention_mask(block_ids, open_blocks, implementation)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[0]
+            hidden = model.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[0]
             loss = -chunked_target_logprobs(hidden[positions], model.lm_head.weight, ids[0, 1:]).mean()
         loss.backward()
         optimizer.step()
@@ -62,7 +74,7 @@ def measure(implementation: str, length: int, block: int, steps: int, warmup: in
 
 def measure_attention(implementation: str, length: int, block: int, steps: int = 20) -> dict[str, float]:
     """The attention op alone (9 query / 3 KV heads, d=64, bf16, forward + backward) and its mask build time."""
-    from torch.nn.attention.flex_attention import flex_attention
+    from torch.nn.attention.flex_attention import AuxRequest
     from torch.nn.functional import scaled_dot_product_attention
 
     block_ids = (torch.arange(length, device="cuda") // block)[None]
@@ -70,14 +82,16 @@ def measure_attention(implementation: str, length: int, block: int, steps: int =
     open_blocks[0, -1] = True
     q = torch.randn(1, 9, length, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     k, v = (torch.randn(1, 3, length, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
-    compiled = torch.compile(flex_attention)
+    compiled = flex_kernel("cuda")
 
     def build():
         return attention_mask(block_ids, open_blocks, implementation)
 
     def run(mask):
-        if implementation == "flex_attention":
+        if implementation == "block_flex":
             out = compiled(q, k, v, block_mask=mask, enable_gqa=True)
+        elif implementation == "flex_attention":  # what transformers does for 9 query heads: repeat K/V, ask for the LSE
+            out = compiled(q, k.repeat_interleave(3, 1), v.repeat_interleave(3, 1), block_mask=mask, return_aux=AuxRequest(lse=True))[0]
         else:
             out = scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         out.sum().backward()
@@ -99,44 +113,87 @@ def measure_attention(implementation: str, length: int, block: int, steps: int =
 
 
 @torch.no_grad()
-def check_equal(length: int = 1024, block: int = 200) -> float:
-    """Max |logit difference| between the FlexAttention and dense-SDPA paths (fp32, same random model)."""
+def check_equal(implementation: str, length: int = 1024, block: int = 200) -> float:
+    """Max |logit difference| between a FlexAttention path and the dense-SDPA path (fp32, same random model)."""
     model = smollm2_shaped("sdpa", torch.float32, "cuda")
     ids = torch.randint(0, 49152, (1, length), device="cuda")
     block_ids = (torch.arange(length, device="cuda") // block)[None]
     open_blocks = torch.zeros(1, int(block_ids.max()) + 1, dtype=torch.bool, device="cuda")
     open_blocks[0, -1] = True
     dense = model(input_ids=ids, attention_mask=attention_mask(block_ids, open_blocks, "sdpa")).logits
-    model.set_attn_implementation("flex_attention")
-    flex = model(input_ids=ids, attention_mask=attention_mask(block_ids, open_blocks, "flex_attention")).logits
+    model.set_attn_implementation(implementation)
+    flex = model(input_ids=ids, attention_mask=attention_mask(block_ids, open_blocks, implementation)).logits
     return float((flex - dense).abs().max())
 
 
+def _print(results: dict, compiled: bool) -> None:
+    prefix = "compiled_" if compiled else ""
+    for impl in PATHS:
+        r = results[impl]
+        if f"{prefix}tokens_per_s" not in r:
+            continue
+        line = f"{impl:15s} {r[prefix + 'tokens_per_s']:10,.0f} tokens/s  {r[prefix + 'step_ms']:7.1f} ms/step  peak {r[prefix + 'peak_gib']:.2f} GiB"
+        if not compiled:
+            line += (f"  attention op {r['attention_fwd_bwd_ms']:.2f} ms/layer  outside attention {r['outside_attention_ms']:.1f} ms"
+                     f"  mask build {r['mask_build_ms']:.2f} ms")
+        print(line, flush=True)
+    for impl in ("block_flex", "flex_attention"):
+        if f"{impl}_{prefix}speedup" in results:
+            op = "" if compiled else f", attention op {results[f'{impl}_attention_speedup']:.2f}x"
+            print(f"{impl} / dense-mask SDPA{' (layers compiled)' if compiled else ''}: training tokens/s {results[f'{impl}_{prefix}speedup']:.2f}x{op}", flush=True)
+
+
+def bench_block(args: argparse.Namespace, block: int, results: dict, save: Any) -> None:
+    """Every path at one block size, into results: training steps, attention op, mask build, time outside attention."""
+    results.update({impl: measure(impl, args.length, block, args.steps, args.warmup) for impl in PATHS})
+    for impl in PATHS:
+        results[impl].update(measure_attention(impl, args.length, block))
+        results[impl]["outside_attention_ms"] = results[impl]["step_ms"] - LAYERS * results[impl]["attention_fwd_bwd_ms"]
+    for impl in ("block_flex", "flex_attention"):
+        results[f"{impl}_speedup"] = results[impl]["tokens_per_s"] / results["sdpa"]["tokens_per_s"]
+        results[f"{impl}_attention_speedup"] = results["sdpa"]["attention_fwd_bwd_ms"] / results[impl]["attention_fwd_bwd_ms"]
+    print(f"--- {args.length} tokens, blocks of {block}")
+    _print(results, compiled=False)
+    save()
+    if args.compile_layers:
+        for impl in ("sdpa", "block_flex"):
+            try:
+                compiled = measure(impl, args.length, block, args.steps, args.warmup, compile_layers=True)
+                results[impl].update({f"compiled_{key}": value for key, value in compiled.items()})
+            except Exception as error:  # report it, keep the eager figures
+                results[impl]["compiled_error"] = f"{type(error).__name__}: {error}"[:300]
+                print(f"{impl} with compiled layers failed: {results[impl]['compiled_error']}", flush=True)
+            save()
+        if "compiled_tokens_per_s" in results["block_flex"] and "compiled_tokens_per_s" in results["sdpa"]:
+            results["block_flex_compiled_speedup"] = results["block_flex"]["compiled_tokens_per_s"] / results["sdpa"]["compiled_tokens_per_s"]
+        _print(results, compiled=True)
+
+
 def main() -> None:
-    """Measure both implementations in one process and print the ratio."""
+    """Measure every path in one process, per block size, and print the ratios against dense-mask SDPA."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--length", type=int, default=8192, help="sequence length in tokens")
-    parser.add_argument("--block", type=int, default=512, help="block length in tokens")
+    parser.add_argument("--blocks", default="512", help="comma-separated block lengths in tokens (one run each)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps (compilation)")
+    parser.add_argument("--compile-layers", action="store_true", help="also time each path with every decoder layer compiled")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_flex needs a CUDA GPU (FlexAttention has no fast CPU kernel)")
-    print(f"max |logits(FlexAttention) - logits(dense SDPA)| in fp32: {check_equal():.2e}", flush=True)
-    results = {impl: measure(impl, args.length, args.block, args.steps, args.warmup) for impl in ("flex_attention", "sdpa")}
-    for impl in ("flex_attention", "sdpa"):
-        results[impl].update(measure_attention(impl, args.length, args.block))
-    results["speedup"] = results["flex_attention"]["tokens_per_s"] / results["sdpa"]["tokens_per_s"]
-    results["attention_speedup"] = results["sdpa"]["attention_fwd_bwd_ms"] / results["flex_attention"]["attention_fwd_bwd_ms"]
-    results["setup"] = {"length": args.length, "block": args.block, "device": torch.cuda.get_device_name(), "torch": torch.__version__}
-    for impl in ("flex_attention", "sdpa"):
-        r = results[impl]
-        print(f"{impl:15s} {r['tokens_per_s']:10,.0f} tokens/s  {r['step_ms']:8.1f} ms/step  peak {r['peak_gib']:.2f} GiB  "
-              f"attention op fwd+bwd {r['attention_fwd_bwd_ms']:.2f} ms/layer  mask build {r['mask_build_ms']:.2f} ms")
-    print(f"FlexAttention / dense-mask SDPA: training tokens/s {results['speedup']:.2f}x, attention op {results['attention_speedup']:.2f}x at {args.length} tokens")
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
+    register()
+    results: dict = {"max_abs_logit_diff_fp32": {impl: check_equal(impl) for impl in ("block_flex", "flex_attention")}}
+    print(f"max |logits(FlexAttention) - logits(dense SDPA)| in fp32: {results['max_abs_logit_diff_fp32']}", flush=True)
+    results["setup"] = {"length": args.length, "blocks": args.blocks, "device": torch.cuda.get_device_name(), "torch": torch.__version__}
+
+    def save() -> None:  # after every measurement, so a run cut short by a time limit keeps what it measured
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2))
+
+    for block in (int(b) for b in args.blocks.split(",")):
+        results[f"block_{block}"] = {}
+        bench_block(args, block, results[f"block_{block}"], save)
+    save()
 
 
 if __name__ == "__main__":

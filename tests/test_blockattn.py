@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from semanticseg.blockattn import cache, masks, positions
+from semanticseg.blockattn import cache, flex, masks, positions
 
 # fp32 on CPU: cached and recomputed paths differ only by summation order.
 ATOL = 1e-4
@@ -42,6 +42,31 @@ def test_flex_block_mask_equals_dense_sdpa():
         flex = flex_attention(q, k, v, block_mask=masks.flex_mask(block_ids, open_blocks))
     dense = scaled_dot_product_attention(q, k, v, attn_mask=masks.dense_mask(block_ids, open_blocks))
     assert torch.allclose(flex, dense, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_block_flex_attention_function_equals_dense_sdpa(tiny_llama_dir):
+    """Our registered attention function (eager FlexAttention on CPU, GQA kept) == dense-mask SDPA: logits of the
+    block-masked model, full attention without a mask, and cache-reuse prefill (CPU FlexAttention has no backward;
+    bench_flex checks the CUDA path's logits before timing its training steps)."""
+    from transformers import AutoModelForCausalLM
+
+    implementation = flex.register()
+    models = {name: AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32, attn_implementation=name) for name in ("sdpa", implementation)}
+    torch.manual_seed(0)
+    ids = torch.randint(0, 1000, (2, 256))
+    block_ids = torch.tensor([[0] * 50 + [1] * 90 + [2] * 60 + [3] * 56, [0] * 100 + [1] * 100 + [2] * 56 + [3] * 0])
+    open_blocks = torch.tensor([[True, False, True, True], [True, False, True, False]])
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # eager FlexAttention warns that it is unfused
+        logits = {name: model(input_ids=ids, attention_mask=masks.attention_mask(block_ids, open_blocks, name)).logits for name, model in models.items()}
+        assert torch.allclose(logits[implementation], logits["sdpa"], atol=ATOL)
+        blocked = logits["sdpa"][0, 60:140]  # block 1 is closed: different from what full attention gives
+        full = {name: model(input_ids=ids).logits for name, model in models.items()}
+        assert torch.allclose(full[implementation], full["sdpa"], atol=ATOL) and not torch.allclose(full["sdpa"][0, 60:140], blocked, atol=1e-3)
+        blocks = [[1, *range(100, 130)], [1, *range(200, 222)]]
+        prefill = {name: cache.prefill_final(model, cache.BlockCache(model, name).assemble(blocks), list(range(300, 310)))[0] for name, model in models.items()}
+    assert torch.allclose(prefill[implementation], prefill["sdpa"], atol=ATOL)
 
 
 def test_layout_sinks_and_positions():

@@ -5,7 +5,8 @@ token j <= i when both lie in the same block, or when i's block is *open* (atten
 The final block is always open; in plain block attention every other block is closed (isolated), block
 dropout opens a random subset. Padding gets a block of its own, so it never leaks into real tokens.
 
-On CUDA the mask is a FlexAttention BlockMask (only the non-empty 128x128 tiles are computed); on CPU, where
+On CUDA the mask is a FlexAttention BlockMask (only the non-empty 128x128 tiles are computed), built once per
+step and shared by every layer through our `block_flex` attention function (blockattn/flex.py); on CPU, where
 FlexAttention has no fast kernel, the same rule becomes a dense boolean mask for SDPA. Both are handed to a
 Hugging Face model as its `attention_mask`: transformers passes a 4D mask or a BlockMask through unchanged.
 """
@@ -41,6 +42,8 @@ def flex_mask(block_ids: torch.Tensor, open_blocks: torch.Tensor) -> Any:
     from torch.nn.attention.flex_attention import create_block_mask
 
     batch, n = block_ids.shape
+    if open_blocks.shape[1] < n:  # one shape per (batch, length), so the compiled kernels never recompile for it
+        open_blocks = torch.nn.functional.pad(open_blocks, (0, n - open_blocks.shape[1]))
 
     def mask_mod(b: Any, h: Any, q: Any, kv: Any) -> Any:
         return mask_rule(block_ids, open_blocks, b, q, kv)
@@ -50,12 +53,16 @@ def flex_mask(block_ids: torch.Tensor, open_blocks: torch.Tensor) -> Any:
 
 
 def attention_mask(block_ids: torch.Tensor, open_blocks: torch.Tensor, implementation: str) -> Any:
-    """The mask object for a model loaded with attn_implementation `flex_attention` or `sdpa`/`eager`."""
-    if implementation == "flex_attention":
+    """The mask object for a model loaded with attn_implementation `block_flex`, `flex_attention` or `sdpa`/`eager`."""
+    if implementation in ("block_flex", "flex_attention"):
         return flex_mask(block_ids, open_blocks)
     return dense_mask(block_ids, open_blocks)
 
 
 def default_implementation(device: torch.device | str) -> str:
-    """FlexAttention on CUDA, SDPA with a dense mask elsewhere."""
-    return "flex_attention" if torch.device(device).type == "cuda" else "sdpa"
+    """Our FlexAttention function on CUDA (registered with transformers here), SDPA with a dense mask elsewhere."""
+    if torch.device(device).type != "cuda":
+        return "sdpa"
+    from semanticseg.blockattn.flex import register
+
+    return register()

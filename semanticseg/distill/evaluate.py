@@ -72,7 +72,7 @@ def _score(model: Any, batches: list[Any], full: bool, implementation: str) -> d
         ids, pos = (batch.t_ids, batch.t_pos) if full else (batch.s_ids, batch.s_pos)
         mask = None if full else attention_mask(batch.s_blocks, batch.s_open, implementation)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=ids.device.type == "cuda"):
-            hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state.flatten(0, 1)[pos]
+            hidden = model.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state.flatten(0, 1)[pos]
         logp.append(chunked_target_logprobs(hidden, head, batch.targets).float().cpu())
         hit.append((chunked_argmax(hidden, head) == batch.targets).cpu())
         final.append(batch.final.cpu())
@@ -119,7 +119,8 @@ def evaluate(cfg: EvalConfig) -> list[Scored]:
     implementation = default_implementation(device)
     tokenizer = load_tokenizer(cfg.teacher)
     windows = build_windows(Path(cfg.data), tokenizer, cfg.context_tokens, cfg.final_tokens, cfg.target_block_tokens, cfg.max_block_tokens)
-    windows = windows[: cfg.max_windows]
+    if len(windows) > cfg.max_windows:  # evenly spaced, so every document group (e.g. category) is represented
+        windows = [windows[i * len(windows) // cfg.max_windows] for i in range(cfg.max_windows)]
     if not windows:
         raise ValueError(f"{cfg.data}: no held-out window with >= 2 context blocks and a final block")
     probes = probe_windows(windows, tokenizer, cfg.probes)

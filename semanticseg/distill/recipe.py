@@ -7,8 +7,8 @@ teacher prediction changes most when cross-block attention is removed. mode="lm"
 baseline of Ma et al. instead: the student's language-modelling loss on the final block, no teacher.
 
 Single process by default; under `torchrun` (WORLD_SIZE set) the student is wrapped in DDP and each rank
-draws its own batches. bf16 autocast on CUDA with fp32 master weights; FlexAttention on CUDA, dense-mask
-SDPA on CPU.
+draws its own batches. bf16 autocast on CUDA with fp32 master weights; FlexAttention on CUDA (our `block_flex`
+attention function, blockattn/flex.py), dense-mask SDPA on CPU.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class DistillConfig:
     out: str = "runs/distill"
     mode: str = "distill"  # "distill" or "lm" (block fine-tuning baseline: final-block LM loss, no teacher)
     block_sinks: bool = True
-    block_dropout: float = 0.5  # probability that a context block is isolated; 1.0 = plain block attention
+    block_dropout: float = 0.9  # probability that a context block is isolated; 1.0 = plain block attention (chosen on dev sets)
     token_weighting: bool = True
     beta: float = BETA
     divergence: str = "kl"  # "kl" (forward, teacher -> student) or "jsd"
@@ -72,7 +72,7 @@ class HiddenAndHead(torch.nn.Module):
         self.lm = lm
 
     def forward(self, input_ids: torch.Tensor, mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.lm.model(input_ids=input_ids, attention_mask=mask).last_hidden_state, self.lm.lm_head.weight
+        return self.lm.model(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state, self.lm.lm_head.weight
 
 
 @dataclass
@@ -146,7 +146,7 @@ def setup(cfg: DistillConfig) -> State:
 
 
 def _hidden(model: Any, ids: torch.Tensor, mask: Any = None) -> torch.Tensor:
-    return model.model(input_ids=ids, attention_mask=mask).last_hidden_state.flatten(0, 1)
+    return model.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state.flatten(0, 1)
 
 
 def step_loss(state: State, batch: Batch) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """A fallback corpus of real long texts shipped with Python itself, until `semanticseg collect` is used.
 
 Documents: the language-reference topics of pydoc_data (English technical prose) and standard-library
-module sources (code with docstrings). Split into train and held-out by a hash of the document id, so the
-split is stable across machines with the same Python version.
+module sources (code with docstrings). Split into train, dev and held-out by a hash of the document id, so
+the split is stable across machines with the same Python version. `write_out_of_domain` adds held-out sets
+of other categories (collected with `semanticseg collect --source offline`), split into dev and test.
 """
 
 from __future__ import annotations
@@ -41,11 +42,29 @@ def as_instance(doc: Document, target_tokens: int) -> Instance:
     return Instance(doc.id, doc.category, doc.source, doc.licence, doc.text, cuts, block_tokens, doc.n_tokens, ["structure"], [cuts], 1.0, False)
 
 
-def write_split(out_dir: Path, heldout_percent: int = 15, min_tokens: int = 2000, target_tokens: int = 128) -> tuple[int, int]:
-    """Write train/instances.parquet and heldout/instances.parquet (structure cuts); returns their sizes."""
-    docs = stdlib_documents(min_tokens)
-    heldout = [as_instance(d, target_tokens) for d in docs if int(d.id, 16) % 100 < heldout_percent]
-    train = [as_instance(d, target_tokens) for d in docs if int(d.id, 16) % 100 >= heldout_percent]
-    write_records(out_dir / "train" / "instances.parquet", train, Instance)
-    write_records(out_dir / "heldout" / "instances.parquet", heldout, Instance)
-    return len(train), len(heldout)
+def write_split(out_dir: Path, heldout_percent: int = 15, dev_percent: int = 10, min_tokens: int = 2000, target_tokens: int = 128) -> dict[str, int]:
+    """Write train/, dev/ and heldout/ instances.parquet (structure cuts) by id hash; returns their sizes.
+
+    heldout is the in-domain test set (never used to choose settings); dev chooses them.
+    """
+    split: dict[str, list[Instance]] = {"train": [], "dev": [], "heldout": []}
+    for doc in stdlib_documents(min_tokens):
+        bucket = int(doc.id, 16) % 100
+        name = "heldout" if bucket < heldout_percent else "dev" if bucket < heldout_percent + dev_percent else "train"
+        split[name].append(as_instance(doc, target_tokens))
+    for name, rows in split.items():
+        write_records(out_dir / name / "instances.parquet", rows, Instance)
+    return {name: len(rows) for name, rows in split.items()}
+
+
+def write_out_of_domain(documents: list[Path], out_dir: Path, target_tokens: int = 128) -> dict[str, int]:
+    """Collected documents of other categories -> ood-dev/ and ood-test/ instances.parquet (half each, by id hash)."""
+    from semanticseg.io import read_records
+
+    split: dict[str, list[Instance]] = {"ood-dev": [], "ood-test": []}
+    for path in documents:
+        for doc in read_records(path, Document):
+            split["ood-dev" if int(hashlib.sha256(doc.id.encode()).hexdigest(), 16) % 2 == 0 else "ood-test"].append(as_instance(doc, target_tokens))
+    for name, rows in split.items():
+        write_records(out_dir / name / "instances.parquet", rows, Instance)
+    return {name: len(rows) for name, rows in split.items()}
