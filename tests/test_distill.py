@@ -93,3 +93,19 @@ def test_distillation_smoke_loss_falls_and_eval_reports(tiny_llama_dir, stdlib_d
                                context_tokens=256, final_tokens=48, target_block_tokens=48, max_block_tokens=96, max_windows=4, probes=2))
     assert [r.name for r in rows] == ["teacher-full", "teacher-block", "kd"]
     assert (tmp_path / "eval" / "results.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_out_of_domain_split_keeps_every_document_once_with_valid_cuts(stdlib_docs, tmp_path):
+    """write_out_of_domain: every collected document lands in exactly one of ood-dev / ood-test, with structure cuts."""
+    from semanticseg.distill.stdlib_corpus import write_out_of_domain
+    from semanticseg.io import read_records
+    from semanticseg.schema import Document, Instance
+
+    sizes = write_out_of_domain([stdlib_docs], tmp_path)
+    docs = {d.id: d for d in read_records(stdlib_docs, Document)}
+    rows = [r for name in ("ood-dev", "ood-test") for r in read_records(tmp_path / name / "instances.parquet", Instance)]
+    assert sum(sizes.values()) == len(docs) and sorted(r.id for r in rows) == sorted(docs)
+    for row in rows:
+        assert row.text == docs[row.id].text and row.category == docs[row.id].category
+        assert row.cuts and row.cuts == sorted(set(row.cuts)) and 0 < row.cuts[0] and row.cuts[-1] < len(row.text)
