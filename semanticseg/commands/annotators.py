@@ -87,7 +87,7 @@ def propose_cmd(
     timeout: float = typer.Option(None, "--timeout", min=1.0, help="Seconds before one request is abandoned, then retried (default 120; local server: the recipe's)."),
     max_retries: int = typer.Option(None, "--max-retries", min=0, help="Retries with exponential backoff on 429, 5xx, timeouts and connection errors (default 4; local server: the recipe's)."),
     window_tokens: int = typer.Option(None, "--window-tokens", min=64, help="Longest text shown to the LLM at once; longer documents are split into overlapping windows (default 3000; local server: the recipe's)."),
-    overlap_tokens: int = typer.Option(300, "--overlap-tokens", min=0, help="Overlap between consecutive windows."),
+    overlap_tokens: int = typer.Option(None, "--overlap-tokens", min=0, help="Overlap between consecutive windows (default 300; local server: the recipe's)."),
     max_tokens: int = typer.Option(None, "--max-tokens", min=8, help="Cap on the LLM answer length (default 512; local server: the recipe's)."),
     retry_failed: bool = typer.Option(True, "--retry-failed/--keep-failed", help="On a rerun, ask again for proposals that failed before."),
 ) -> None:
@@ -105,19 +105,19 @@ def propose_cmd(
     from semanticseg.annotators.propose import run_propose
 
     given = {"concurrency": concurrency, "timeout_s": timeout, "max_retries": max_retries,
-             "window_tokens": window_tokens, "max_tokens": max_tokens}
+             "window_tokens": window_tokens, "overlap_tokens": overlap_tokens, "max_tokens": max_tokens}
     # A remote endpoint serves requests in parallel; the local CPU server answers one at a time, slowly, so
     # it gets the recipe's settings for it (the same ones `build` uses) unless the user sets them.
     defaults = _local_llm_defaults() if llm_base_url is None else _REMOTE_LLM_DEFAULTS
     given = {k: defaults[k] if v is None else v for k, v in given.items()}
-    if overlap_tokens >= given["window_tokens"]:
+    if given["overlap_tokens"] >= given["window_tokens"]:
         raise fail("--overlap-tokens must be smaller than --window-tokens")
     if "llm" not in annotator and (llm_model or llm_samples > 1):
         console.print("[yellow]note:[/] --llm-model/--llm-samples only expand a plain `-a llm`")
     specs = _llm_specs(annotator, llm_model, llm_samples)
     if llm_base_url and any(s.startswith("llm") for s in specs) and not llm_model and not any(s.startswith("llm:") for s in specs):
         raise fail("--llm-base-url needs --llm-model (the model name the endpoint serves)")
-    options = {"base_url": llm_base_url, "temperature": temperature, "overlap_tokens": overlap_tokens, **given}
+    options = {"base_url": llm_base_url, "temperature": temperature, **given}
     for work_dir in _work_dirs(work, category, "candidates.parquet"):
         with progress_bar() as progress:
             try:
@@ -128,7 +128,8 @@ def propose_cmd(
         _propose_table(work_dir.name, summary)
 
 
-_REMOTE_LLM_DEFAULTS = {"concurrency": 4, "timeout_s": 120.0, "max_retries": 4, "window_tokens": 3000, "max_tokens": 512}
+_REMOTE_LLM_DEFAULTS = {"concurrency": 4, "timeout_s": 120.0, "max_retries": 4, "window_tokens": 3000, "overlap_tokens": 300,
+                        "max_tokens": 512}
 
 
 def _local_llm_defaults() -> dict:
