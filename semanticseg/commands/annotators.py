@@ -108,7 +108,7 @@ def propose_cmd(
              "window_tokens": window_tokens, "overlap_tokens": overlap_tokens, "max_tokens": max_tokens}
     # A remote endpoint serves requests in parallel; the local CPU server answers one at a time, slowly, so
     # it gets the recipe's settings for it (the same ones `build` uses) unless the user sets them.
-    defaults = _local_llm_defaults() if llm_base_url is None else _REMOTE_LLM_DEFAULTS
+    defaults = _llm_defaults(local=llm_base_url is None)
     given = {k: defaults[k] if v is None else v for k, v in given.items()}
     if given["overlap_tokens"] >= given["window_tokens"]:
         raise fail("--overlap-tokens must be smaller than --window-tokens")
@@ -128,14 +128,15 @@ def propose_cmd(
         _propose_table(work_dir.name, summary)
 
 
-_REMOTE_LLM_DEFAULTS = {"concurrency": 4, "timeout_s": 120.0, "max_retries": 4, "window_tokens": 3000, "overlap_tokens": 300,
-                        "max_tokens": 512}
+def _llm_defaults(local: bool) -> dict:
+    """The LLM annotator's own defaults; for the local CPU server, the recipe's settings over them."""
+    import inspect
 
-
-def _local_llm_defaults() -> dict:
+    from semanticseg.annotators.llm import LLMAnnotator
     from semanticseg.recipe import load_recipe
 
-    return {**_REMOTE_LLM_DEFAULTS, **load_recipe().offline_llm_options}
+    defaults = {name: p.default for name, p in inspect.signature(LLMAnnotator).parameters.items()}
+    return {**defaults, **load_recipe().offline_llm_options} if local else defaults
 
 
 def _propose_table(category: str, summary: dict) -> None:
