@@ -29,6 +29,7 @@ from _smollm2_shape import smollm2_shaped  # noqa: E402
 from semanticseg.blockattn.flex import flex_kernel, register  # noqa: E402
 from semanticseg.blockattn.masks import attention_mask  # noqa: E402
 from semanticseg.distill.losses import chunked_target_logprobs  # noqa: E402
+from semanticseg.models import last_hidden  # noqa: E402
 
 PATHS = ("block_flex", "flex_attention", "sdpa")
 LAYERS = 30
@@ -51,7 +52,7 @@ def measure(implementation: str, length: int, block: int, steps: int, warmup: in
     def step() -> None:
         mask = attention_mask(block_ids, open_blocks, implementation)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            hidden = model.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[0]
+            hidden = last_hidden(model, ids, mask)[0]
             loss = -chunked_target_logprobs(hidden[positions], model.lm_head.weight, ids[0, 1:]).mean()
         loss.backward()
         optimizer.step()

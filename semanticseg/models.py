@@ -39,6 +39,15 @@ def load_tokenizer(name: str) -> Any:
     return AutoTokenizer.from_pretrained(resolve_model(name))
 
 
+def last_hidden(model: Any, input_ids: Any, attention_mask: Any = None) -> Any:
+    """The decoder's last hidden states [B, N, H] (no LM head: losses apply it in chunks).
+
+    use_cache=False: otherwise transformers builds a KV cache of every layer on each training or scoring
+    forward, which costs time and memory and makes compiled layers recompile per layer.
+    """
+    return model.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+
+
 def sink_token_id(tokenizer: Any) -> int:
     """The block sink token: the model's BOS, else its EOS (what a model sees first in pre-training)."""
     token = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id

@@ -22,7 +22,7 @@ from semanticseg.blockattn.masks import attention_mask, default_implementation
 from semanticseg.distill.data import BlockedText, build_windows, collate, padded_length
 from semanticseg.distill.losses import chunked_argmax, chunked_target_logprobs
 from semanticseg.io import write_json
-from semanticseg.models import load_causal_lm, load_tokenizer, sink_token_id
+from semanticseg.models import last_hidden, load_causal_lm, load_tokenizer, sink_token_id
 
 PROBE_NAMES = ["amber", "basalt", "cobalt", "delta", "ember", "falcon", "granite", "harbor", "indigo", "juniper", "krypton", "lumen"]
 
@@ -72,7 +72,7 @@ def _score(model: Any, batches: list[Any], full: bool, implementation: str) -> d
         ids, pos = (batch.t_ids, batch.t_pos) if full else (batch.s_ids, batch.s_pos)
         mask = None if full else attention_mask(batch.s_blocks, batch.s_open, implementation)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=ids.device.type == "cuda"):
-            hidden = model.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state.flatten(0, 1)[pos]
+            hidden = last_hidden(model, ids, mask).flatten(0, 1)[pos]
         logp.append(chunked_target_logprobs(hidden, head, batch.targets).float().cpu())
         hit.append((chunked_argmax(hidden, head) == batch.targets).cpu())
         final.append(batch.final.cpu())

@@ -27,7 +27,7 @@ from semanticseg.blockattn.masks import attention_mask, default_implementation
 from semanticseg.distill.data import Batch, BlockedText, build_windows, collate, padded_length
 from semanticseg.distill.losses import BETA, chunked_divergence, chunked_target_logprobs, token_weights
 from semanticseg.io import atomic_path, write_json
-from semanticseg.models import load_causal_lm, load_tokenizer, sink_token_id
+from semanticseg.models import last_hidden, load_causal_lm, load_tokenizer, sink_token_id
 
 
 @dataclass(slots=True)
@@ -72,7 +72,7 @@ class HiddenAndHead(torch.nn.Module):
         self.lm = lm
 
     def forward(self, input_ids: torch.Tensor, mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.lm.model(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state, self.lm.lm_head.weight
+        return last_hidden(self.lm, input_ids, mask), self.lm.lm_head.weight
 
 
 @dataclass
@@ -146,7 +146,7 @@ def setup(cfg: DistillConfig) -> State:
 
 
 def _hidden(model: Any, ids: torch.Tensor, mask: Any = None) -> torch.Tensor:
-    return model.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state.flatten(0, 1)
+    return last_hidden(model, ids, mask).flatten(0, 1)
 
 
 def step_loss(state: State, batch: Batch) -> torch.Tensor:
