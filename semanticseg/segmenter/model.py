@@ -120,6 +120,19 @@ def depth_scores(curves: torch.Tensor) -> torch.Tensor:
     return left_peaks(curves) + left_peaks(curves.flip(0)).flip(0) - 2 * curves
 
 
+def decode_probabilities(token_offsets: list[int], n_tokens: int, probs: np.ndarray, target_tokens: int | None = 512,
+                         min_tokens: int | None = None, max_tokens: int | None = None, threshold: float | None = None) -> list[int]:
+    """Indices of the candidates (at token_offsets) to cut at: boundary log-odds decoded by `decode`."""
+    probs = np.clip(probs, 1e-6, 1 - 1e-6)
+    scores = np.log(probs / (1 - probs))
+    if threshold is not None:
+        if not 0 < threshold < 1:
+            raise ValueError("threshold must be between 0 and 1")
+        scores = scores - math.log(threshold / (1 - threshold))
+        target_tokens = None
+    return decode(token_offsets, n_tokens, scores.tolist(), target_tokens, min_tokens, max_tokens)
+
+
 class Segmenter:
     """Load a trained segmenter and cut text into blocks: `Segmenter.load(path).segment(text, target_tokens=512)`."""
 
@@ -187,14 +200,7 @@ class Segmenter:
     def cut_indices(units: Units, probs: np.ndarray, target_tokens: int | None = 512, min_tokens: int | None = None,
                     max_tokens: int | None = None, threshold: float | None = None) -> list[int]:
         """Indices of the candidates to cut at, from probabilities, by `decode`."""
-        probs = np.clip(probs, 1e-6, 1 - 1e-6)
-        scores = np.log(probs / (1 - probs))
-        if threshold is not None:
-            if not 0 < threshold < 1:
-                raise ValueError("threshold must be between 0 and 1")
-            scores = scores - math.log(threshold / (1 - threshold))
-            target_tokens = None
-        return decode(units.token_offsets, units.n_tokens, scores.tolist(), target_tokens, min_tokens, max_tokens)
+        return decode_probabilities(units.token_offsets, units.n_tokens, probs, target_tokens, min_tokens, max_tokens, threshold)
 
     def blocks(self, units: Units, indices: list[int]) -> list[Block]:
         """Blocks of units.text cut at the candidates at indices."""

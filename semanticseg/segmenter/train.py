@@ -24,8 +24,7 @@ from semanticseg.io import atomic_path, fingerprint, write_json
 from semanticseg.metrics import boundary_f1, pk
 from semanticseg.schema import Instance
 from semanticseg.segmenter.data import load_splits
-from semanticseg.segmenter.decode import decode
-from semanticseg.segmenter.model import BoundaryNet, Segmenter, SegmenterConfig
+from semanticseg.segmenter.model import BoundaryNet, Segmenter, SegmenterConfig, decode_probabilities
 from semanticseg.segmenter.units import Units, doc_units
 
 
@@ -91,11 +90,13 @@ def _loss(net: BoundaryNet, items: list, pos_weight: Any) -> Any:
 
 def validation_score(net: BoundaryNet, items: list, target_tokens: float, tolerance: int = 20) -> float:
     """Mean over documents of boundary F1 - Pk (token positions) when decoded at target_tokens, as evaluate does."""
+    import torch
+
     scores = []
     for embeddings, features, labels, positions in items:
         offsets, n_tokens = positions[:-1].tolist(), int(positions[-1])
-        logits = net(embeddings, features).clamp(-13.8, 13.8).tolist()  # the log-odds Segmenter.cut_indices decodes
-        hypothesis = [offsets[i] for i in decode(offsets, n_tokens, logits, max(round(target_tokens), 1))]
+        probs = torch.sigmoid(net(embeddings, features)).cpu().numpy()  # as Segmenter.probabilities gives them
+        hypothesis = [offsets[i] for i in decode_probabilities(offsets, n_tokens, probs, max(round(target_tokens), 1))]
         reference = [o for o, label in zip(offsets, labels.tolist()) if label]
         scores.append(boundary_f1(reference, hypothesis, tolerance).f1 - pk(reference, hypothesis, n_tokens))
     return float(np.mean(scores))
