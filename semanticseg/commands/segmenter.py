@@ -24,6 +24,10 @@ def train_segmenter_cmd(
     hidden: int = typer.Option(128, "--hidden", min=8, help="Width of the context convolutions and the boundary head."),
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed + data = same model)."),
+    voter_target_tokens: int = typer.Option(
+        512, "--voter-target-tokens", min=0,
+        help="Give the network the offline annotators' rules (structure, similarity) at this target as inputs: the release "
+        "recipe's blocks.target_tokens (512). 0: off (the network learns from embeddings and layout alone)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu or cuda."),
 ) -> None:
     """Train the boundary model on a release; resumes from OUT/checkpoint.pt if one is there.
@@ -38,7 +42,7 @@ def train_segmenter_cmd(
     if not data.is_dir():
         raise fail(f"{data}: no such folder (expected a release with train and validation splits)")
     config = TrainConfig(data=str(data), out=str(out), encoder=encoder, epochs=epochs, patience=patience, hidden=hidden, lr=lr,
-                         seed=seed, device=device)
+                         seed=seed, device=device, voter_target_tokens=voter_target_tokens)
     try:
         with progress_bar() as progress:
             summary = train(config, progress)

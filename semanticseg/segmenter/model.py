@@ -23,6 +23,7 @@ from torch import nn
 
 from semanticseg.segmenter.decode import decode
 from semanticseg.segmenter.units import N_FEATURES, OFFLINE_ENCODER, Units, doc_units, embed_units, load_encoder, unit_features
+from semanticseg.segmenter.voters import N_VOTER_FEATURES, voter_features
 from semanticseg.tokens import DEFAULT_ENCODING, span_tokens, token_starts
 
 
@@ -40,6 +41,7 @@ class SegmenterConfig:
     dropout: float = 0.2
     max_unit_tokens: int = 32
     encoding: str = DEFAULT_ENCODING
+    voter_target_tokens: int = 0  # > 0: the offline annotators' rules at this target are inputs (voters.py); 0: off
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,21 +69,23 @@ class BoundaryNet(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.document = nn.Linear(config.hidden, config.hidden)  # the whole document's mean state, added to every unit
-        # Per candidate: left and right unit states, their product, and per scale the similarity and its depth.
-        self.boundary = nn.Sequential(nn.Linear(3 * config.hidden + 2 * len(WIDTHS), config.hidden), nn.GELU(), nn.Dropout(config.dropout))
+        # Per candidate: left and right unit states, their product, per scale the similarity and its depth, and
+        # the annotators' rules (voter features) when the config asks for them.
+        n_voters = N_VOTER_FEATURES if config.voter_target_tokens else 0
+        self.boundary = nn.Sequential(nn.Linear(3 * config.hidden + 2 * len(WIDTHS) + n_voters, config.hidden), nn.GELU(), nn.Dropout(config.dropout))
         # A convolution along the candidates sees the shape of the similarity curve around each one (a dip).
         self.local = nn.Conv1d(config.hidden, config.hidden, kernel_size=5, padding=2)
         self.out = nn.Linear(config.hidden, 1)
 
-    def forward(self, embeddings: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """embeddings (units, dim), features (units, N_FEATURES) -> logits (units - 1,)."""
+    def forward(self, embeddings: torch.Tensor, features: torch.Tensor, voters: torch.Tensor) -> torch.Tensor:
+        """embeddings (units, dim), features (units, N_FEATURES), voters (units - 1, 0 or N_VOTER_FEATURES) -> logits (units - 1,)."""
         x = self.project(torch.cat([embeddings, features], dim=-1)).T.unsqueeze(0)  # (1, hidden, units)
         for conv in self.context:
             x = x + self.dropout(nn.functional.gelu(conv(x)))
         states = x[0].T
         states = states + self.document(states.mean(0))
         left, right = states[:-1], states[1:]
-        hidden = self.boundary(torch.cat([left, right, left * right, window_similarities(embeddings)], dim=-1))
+        hidden = self.boundary(torch.cat([left, right, left * right, window_similarities(embeddings), voters], dim=-1))
         hidden = hidden + nn.functional.gelu(self.local(hidden.T.unsqueeze(0))[0].T)
         return self.out(hidden).squeeze(-1)
 
@@ -162,10 +166,12 @@ class Segmenter:
         (path / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
         save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(path / "model.safetensors"))
 
-    def inputs(self, units: Units) -> tuple[torch.Tensor, torch.Tensor]:
-        """The network inputs for units (the encoder is the costly part)."""
-        embeddings = embed_units(units, load_encoder(self.config.encoder), self.config.max_unit_tokens)
-        return torch.from_numpy(np.asarray(embeddings, dtype=np.float32)), torch.from_numpy(unit_features(units))
+    def inputs(self, units: Units) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The network inputs for units: embeddings, unit features, voter features (the encoder is the costly part)."""
+        embeddings = np.asarray(embed_units(units, load_encoder(self.config.encoder), self.config.max_unit_tokens), dtype=np.float32)
+        target = self.config.voter_target_tokens
+        voters = voter_features(embeddings, units.kinds, units.token_offsets, units.n_tokens, target) if target else np.zeros((len(units.offsets), 0), np.float32)
+        return torch.from_numpy(embeddings), torch.from_numpy(unit_features(units)), torch.from_numpy(voters)
 
     @torch.inference_mode()
     def probabilities(self, units: Units) -> np.ndarray:

@@ -46,6 +46,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     encoding: str = "cl100k_base"
+    voter_target_tokens: int = 512  # the release recipe's blocks.target_tokens, where its annotators aimed; 0: no voter features
 
 
 def instance_units(inst: Instance, encoding: str) -> tuple[Units, np.ndarray]:
@@ -56,11 +57,12 @@ def instance_units(inst: Instance, encoding: str) -> tuple[Units, np.ndarray]:
 
 
 def prepare(instances: list[Instance], segmenter: Segmenter, cache: Path, progress: Any = None) -> list[tuple[Any, ...]]:
-    """(embeddings, features, labels, token positions of the candidates then n_tokens) per instance with
-    candidates, cached at cache."""
+    """(embeddings, features, voter features, labels, token positions of the candidates then n_tokens) per
+    instance with candidates, cached at cache."""
     import torch
 
-    key = fingerprint({"items": "embeddings, features, labels, positions", "encoder": segmenter.config.encoder, "max_unit_tokens": segmenter.config.max_unit_tokens,
+    key = fingerprint({"items": "embeddings, features, voters, labels, positions", "encoder": segmenter.config.encoder,
+                       "max_unit_tokens": segmenter.config.max_unit_tokens, "voter_target_tokens": segmenter.config.voter_target_tokens,
                        "ids": [i.id for i in instances], "cuts": [i.cuts for i in instances]})
     if cache.exists():
         saved = torch.load(cache, weights_only=True)
@@ -84,7 +86,7 @@ def prepare(instances: list[Instance], segmenter: Segmenter, cache: Path, progre
 def _loss(net: BoundaryNet, items: list, pos_weight: Any) -> Any:
     import torch
 
-    losses = [torch.nn.functional.binary_cross_entropy_with_logits(net(e, f), y, pos_weight=pos_weight) for e, f, y, _ in items]
+    losses = [torch.nn.functional.binary_cross_entropy_with_logits(net(e, f, v), y, pos_weight=pos_weight) for e, f, v, y, _ in items]
     return torch.stack(losses).mean()
 
 
@@ -93,9 +95,9 @@ def validation_score(net: BoundaryNet, items: list, target_tokens: float, tolera
     import torch
 
     scores = []
-    for embeddings, features, labels, positions in items:
+    for embeddings, features, voters, labels, positions in items:
         offsets, n_tokens = positions[:-1].tolist(), int(positions[-1])
-        probs = torch.sigmoid(net(embeddings, features)).cpu().numpy()  # as Segmenter.probabilities gives them
+        probs = torch.sigmoid(net(embeddings, features, voters)).cpu().numpy()  # as Segmenter.probabilities gives them
         hypothesis = [offsets[i] for i in decode_probabilities(offsets, n_tokens, probs, max(round(target_tokens), 1))]
         reference = [o for o, label in zip(offsets, labels.tolist()) if label]
         scores.append(boundary_f1(reference, hypothesis, tolerance).f1 - pk(reference, hypothesis, n_tokens))
@@ -119,7 +121,8 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     if "train" not in splits or "validation" not in splits:
         raise ValueError(f"{config.data}: needs train and validation splits, found {sorted(splits)}")
     seg = Segmenter(SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
-                                    max_unit_tokens=config.max_unit_tokens, encoding=config.encoding))
+                                    max_unit_tokens=config.max_unit_tokens, encoding=config.encoding,
+                                    voter_target_tokens=config.voter_target_tokens))
     train_items = prepare(splits["train"], seg, out / "cache" / "train.pt", progress)
     val_items = prepare(splits["validation"], seg, out / "cache" / "validation.pt", progress)
     if not train_items or not val_items:
@@ -128,10 +131,10 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     net = BoundaryNet(seg.config).to(device)
     train_items = [tuple(t.to(device) for t in item) for item in train_items]
     val_items = [tuple(t.to(device) for t in item) for item in val_items]
-    positives = sum(float(y.sum()) for _, _, y, _ in train_items)
-    negatives = sum(len(y) for _, _, y, _ in train_items) - positives
+    positives = sum(float(y.sum()) for *_, y, _ in train_items)
+    negatives = sum(len(y) for *_, y, _ in train_items) - positives
     # The reference mean block length on validation: the granularity evaluate tunes every method to.
-    reference_mean = sum(int(p[-1]) for *_, p in val_items) / sum(int(y.sum()) + 1 for _, _, y, _ in val_items)
+    reference_mean = sum(int(p[-1]) for *_, p in val_items) / sum(int(y.sum()) + 1 for *_, y, _ in val_items)
     pos_weight = torch.tensor(negatives / max(positives, 1.0), device=device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = {"epoch": 0, "best_score": -float("inf"), "best_state": None, "bad_epochs": 0, "history": []}
