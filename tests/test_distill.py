@@ -26,6 +26,22 @@ def test_chunked_kl_equals_full_logits_kl_and_has_gradients():
     assert h_s.grad is not None and h_s.grad.abs().sum() > 0
 
 
+def test_hard_weight_mixes_divergence_and_cross_entropy_per_token():
+    torch.manual_seed(3)
+    h_s, h_t, head = torch.randn(29, 8), torch.randn(29, 8), torch.randn(40, 8)
+    targets, weights = torch.randint(0, 40, (29,)), torch.rand(29) + 0.5
+    logp_s, logp_t = F.log_softmax(h_s @ head.T, -1), F.log_softmax(h_t @ head.T, -1)
+    kl = (logp_t.exp() * (logp_t - logp_s)).sum(-1)
+    ce = F.cross_entropy(h_s @ head.T, targets, reduction="none")
+    expected = ((0.3 * kl + 0.7 * ce) * weights).sum() / weights.sum()
+    mixed = losses.chunked_divergence(h_s, h_t, head, head, weights, "kl", chunk=8, targets=targets, hard_weight=0.7)
+    assert torch.allclose(mixed, expected, atol=1e-5)
+    pure_ce = losses.chunked_divergence(h_s, h_t, head, head, weights, "kl", targets=targets, hard_weight=1.0)
+    assert torch.allclose(pure_ce, (ce * weights).sum() / weights.sum(), atol=1e-5)
+    with pytest.raises(ValueError):
+        losses.chunked_divergence(h_s, h_t, head, head, weights, hard_weight=0.5)  # no targets
+
+
 def test_jsd_is_zero_for_equal_distributions_and_symmetric():
     torch.manual_seed(1)
     h, g, head, w = torch.randn(5, 4), torch.randn(5, 4), torch.randn(9, 4), torch.ones(5)

@@ -23,13 +23,21 @@ def token_weights(logp_full: torch.Tensor, logp_block: torch.Tensor, beta: float
     return 1.0 + beta * torch.relu(logp_full - logp_block)
 
 
-def _divergence(h_s: torch.Tensor, h_t: torch.Tensor, w_s: torch.Tensor, w_t: torch.Tensor, kind: str, temperature: float) -> torch.Tensor:
-    logp_s = F.log_softmax((h_s @ w_s.T).float() / temperature, dim=-1)
+def _divergence(h_s: torch.Tensor, h_t: torch.Tensor, w_s: torch.Tensor, w_t: torch.Tensor, kind: str, temperature: float,
+                targets: torch.Tensor | None = None, hard_weight: float = 0.0) -> torch.Tensor:
+    logits_s = (h_s @ w_s.T).float()
+    logp_s = F.log_softmax(logits_s / temperature, dim=-1)
     logp_t = F.log_softmax((h_t @ w_t.T).float() / temperature, dim=-1)
     if kind == "kl":  # forward KL(teacher || student)
-        return (logp_t.exp() * (logp_t - logp_s)).sum(-1)
-    mix = torch.logsumexp(torch.stack([logp_s, logp_t]), dim=0) - torch.log(torch.tensor(2.0, device=h_s.device))
-    return 0.5 * ((logp_t.exp() * (logp_t - mix)).sum(-1) + (logp_s.exp() * (logp_s - mix)).sum(-1))
+        soft = (logp_t.exp() * (logp_t - logp_s)).sum(-1)
+    else:
+        mix = torch.logsumexp(torch.stack([logp_s, logp_t]), dim=0) - torch.log(torch.tensor(2.0, device=h_s.device))
+        soft = 0.5 * ((logp_t.exp() * (logp_t - mix)).sum(-1) + (logp_s.exp() * (logp_s - mix)).sum(-1))
+    soft = soft * temperature**2
+    if targets is None or not hard_weight:
+        return soft
+    hard = torch.logsumexp(logits_s, dim=-1) - logits_s.gather(-1, targets[:, None])[:, 0]  # CE at temperature 1
+    return (1.0 - hard_weight) * soft + hard_weight * hard
 
 
 def chunked_divergence(
@@ -41,20 +49,28 @@ def chunked_divergence(
     kind: str = "kl",
     temperature: float = 1.0,
     chunk: int = 1024,
+    targets: torch.Tensor | None = None,
+    hard_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Weighted mean per-token divergence between teacher and student next-token distributions.
+    """Weighted mean per-token distillation loss between teacher and student next-token distributions.
 
     h_*: [T, D] hidden states at the T selected positions (already aligned); head_*: [V, D] LM-head weights;
-    weights: [T]. kind: "kl" (forward KL, teacher -> student) or "jsd". Scaled by temperature**2 as usual.
+    weights: [T]. kind: "kl" (forward KL, teacher -> student) or "jsd", scaled by temperature**2 as usual.
+    With targets [T] and hard_weight h > 0 each token's loss is (1 - h) * divergence + h * cross-entropy on the
+    true next token (Hinton's soft + hard targets; Liger's chunked distillation losses weigh them 0.5 / 0.5).
     """
     if kind not in ("kl", "jsd"):
         raise ValueError(f"unknown divergence {kind!r}: use kl or jsd")
+    if not 0.0 <= hard_weight <= 1.0 or (hard_weight and targets is None):
+        raise ValueError("hard_weight must be in [0, 1] and needs targets")
     total = h_student.new_zeros((), dtype=torch.float32)
     for start in range(0, h_student.shape[0], chunk):
         part = slice(start, start + chunk)
-        per_token = checkpoint(_divergence, h_student[part], h_teacher[part], head_student, head_teacher, kind, temperature, use_reentrant=False)
+        part_targets = None if targets is None else targets[part]
+        per_token = checkpoint(_divergence, h_student[part], h_teacher[part], head_student, head_teacher, kind, temperature,
+                               part_targets, hard_weight, use_reentrant=False)
         total = total + (per_token * weights[part]).sum()
-    return total * temperature**2 / weights.sum().clamp_min(1e-8)
+    return total / weights.sum().clamp_min(1e-8)
 
 
 def _target_logprobs(h: torch.Tensor, head: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 A frozen full-attention teacher and a block-attention student initialised from it see the same text; the
 student sees it through the block mask (with block sinks and block dropout) and is trained to match the
-teacher's next-token distributions (forward KL, chunked over hidden states), weighted towards tokens whose
-teacher prediction changes most when cross-block attention is removed. mode="lm" is the block fine-tuning
+teacher's next-token distributions (forward KL, chunked over hidden states) and, with hard_weight, the true next
+tokens too, weighted towards tokens whose teacher prediction changes most when cross-block attention is removed. mode="lm" is the block fine-tuning
 baseline of Ma et al. instead: the student's language-modelling loss on the final block, no teacher.
 
 Single process by default; under `torchrun` (WORLD_SIZE set) the student is wrapped in DDP and each rank
@@ -42,6 +42,7 @@ class DistillConfig:
     block_dropout: float = 0.9  # probability that a context block is isolated; 1.0 = plain block attention (chosen on dev sets)
     token_weighting: bool = True
     beta: float = BETA
+    hard_weight: float = 0.5  # share of cross-entropy on the true next token in each token's loss (0 = pure distillation)
     divergence: str = "kl"  # "kl" (forward, teacher -> student) or "jsd"
     temperature: float = 1.0
     context_tokens: int = 1536  # model tokens of context blocks per window
@@ -62,6 +63,7 @@ class DistillConfig:
     save_every: int = 100
     seed: int = 0
     device: str = "auto"
+    compile: bool = True  # torch.compile the student's and teacher's decoders on CUDA (fuses norms, rotary, MLP; docs/distill_results.md)
 
 
 class HiddenAndHead(torch.nn.Module):
@@ -127,6 +129,10 @@ def setup(cfg: DistillConfig) -> State:
     if cfg.mode == "distill":
         teacher = load_causal_lm(cfg.teacher, str(device), "auto", implementation).eval().requires_grad_(False)
     lm = student.base_model.model if cfg.lora else student
+    if cfg.compile and device.type == "cuda":
+        for model in (lm, teacher):
+            if model is not None:
+                model.model.compile()  # in place: parameter names, checkpoints and save_pretrained are unchanged
     wrapped: torch.nn.Module = HiddenAndHead(lm)
     if world > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(wrapped, device_ids=[device.index] if device.type == "cuda" else None)
@@ -169,7 +175,8 @@ def step_loss(state: State, batch: Batch) -> torch.Tensor:
             full = chunked_target_logprobs(h_teacher, teacher_head, targets, cfg.loss_chunk)
             block = chunked_target_logprobs(h_block, teacher_head, targets, cfg.loss_chunk)
             weights = token_weights(full, block, cfg.beta)
-    return chunked_divergence(hidden[s_pos], h_teacher, head, teacher_head, weights, cfg.divergence, cfg.temperature, cfg.loss_chunk)
+    return chunked_divergence(hidden[s_pos], h_teacher, head, teacher_head, weights, cfg.divergence, cfg.temperature, cfg.loss_chunk,
+                              targets, cfg.hard_weight)
 
 
 def next_batch(state: State) -> Batch:
@@ -185,6 +192,8 @@ def train(state: State, progress: Any = None) -> list[dict[str, float]]:
     cfg = state.cfg
     log_path = Path(cfg.out) / "train_log.jsonl"
     task = progress.add_task(cfg.mode, total=cfg.steps, completed=state.step, info="") if progress and state.rank == 0 else None
+    if state.step == 0 and state.rank == 0:
+        log_path.unlink(missing_ok=True)  # a run started over (no checkpoint) starts its log over too
     rows: list[dict[str, float]] = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=state.device.type == "cuda")
     while state.step < cfg.steps:
