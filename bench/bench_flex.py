@@ -6,10 +6,11 @@ isolated, the final block open), with the chunked LM loss over every position. T
 and loss run with three attention paths: attn_implementation="block_flex" (ours: one compiled flex_attention
 call per layer, GQA kept, the BlockMask built once per step), "flex_attention" (transformers' integration)
 and "sdpa" (dense boolean mask). Per part: the attention op alone (fwd + bwd) and the mask build, so
-step - layers x op is the time outside attention. --compile-layers also times ours and SDPA with each decoder
-layer torch.compile'd (fused norms, rotary and MLP), the way FlexAttention models are usually trained.
+step - layers x op is the time outside attention. --compile also times ours and SDPA compiled: `layers` compiles
+each decoder layer, `model` the whole decoder in one graph (fused norms, rotary and MLP, no per-layer dispatch;
+what `semanticseg distill` does on CUDA), the way FlexAttention models are usually trained.
 
-    python bench/bench_flex.py --length 8192 --blocks 512,128 --out bench_flex.json
+    python bench/bench_flex.py --length 8192 --blocks 512,128 --compile layers,model --out bench_flex.json
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ PATHS = ("block_flex", "flex_attention", "sdpa")
 LAYERS = 30
 
 
-def measure(implementation: str, length: int, block: int, steps: int, warmup: int, compile_layers: bool = False) -> dict[str, float]:
-    """Tokens/s and peak GPU memory of training steps with one attention implementation."""
+def measure(implementation: str, length: int, block: int, steps: int, warmup: int, compile_mode: str = "") -> dict[str, float]:
+    """Tokens/s and peak GPU memory of training steps with one attention implementation (compile_mode: "", layers, model)."""
     model = smollm2_shaped(implementation, torch.float32, "cuda").train()
-    if compile_layers:
+    if compile_mode == "layers":
         for layer in model.model.layers:
             layer.compile()
+    elif compile_mode == "model":
+        model.model.compile()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     ids = torch.randint(0, 49152, (1, length), device="cuda")
     block_ids = (torch.arange(length, device="cuda") // block)[None]
@@ -127,8 +130,8 @@ def check_equal(implementation: str, length: int = 1024, block: int = 200) -> fl
     return float((flex - dense).abs().max())
 
 
-def _print(results: dict, compiled: bool) -> None:
-    prefix = "compiled_" if compiled else ""
+def _print(results: dict, compiled: str = "") -> None:
+    prefix = f"{compiled}_compiled_" if compiled else ""
     for impl in PATHS:
         r = results[impl]
         if f"{prefix}tokens_per_s" not in r:
@@ -141,7 +144,7 @@ def _print(results: dict, compiled: bool) -> None:
     for impl in ("block_flex", "flex_attention"):
         if f"{impl}_{prefix}speedup" in results:
             op = "" if compiled else f", attention op {results[f'{impl}_attention_speedup']:.2f}x"
-            print(f"{impl} / dense-mask SDPA{' (layers compiled)' if compiled else ''}: training tokens/s {results[f'{impl}_{prefix}speedup']:.2f}x{op}", flush=True)
+            print(f"{impl} / dense-mask SDPA{f' ({compiled} compiled)' if compiled else ''}: training tokens/s {results[f'{impl}_{prefix}speedup']:.2f}x{op}", flush=True)
 
 
 def bench_block(args: argparse.Namespace, block: int, results: dict, save: Any) -> None:
@@ -154,20 +157,21 @@ def bench_block(args: argparse.Namespace, block: int, results: dict, save: Any) 
         results[f"{impl}_speedup"] = results[impl]["tokens_per_s"] / results["sdpa"]["tokens_per_s"]
         results[f"{impl}_attention_speedup"] = results["sdpa"]["attention_fwd_bwd_ms"] / results[impl]["attention_fwd_bwd_ms"]
     print(f"--- {args.length} tokens, blocks of {block}")
-    _print(results, compiled=False)
+    _print(results)
     save()
-    if args.compile_layers:
+    for mode in args.compile.split(",") if args.compile else []:
+        prefix = f"{mode}_compiled_"
         for impl in ("sdpa", "block_flex"):
             try:
-                compiled = measure(impl, args.length, block, args.steps, args.warmup, compile_layers=True)
-                results[impl].update({f"compiled_{key}": value for key, value in compiled.items()})
-            except Exception as error:  # report it, keep the eager figures
-                results[impl]["compiled_error"] = f"{type(error).__name__}: {error}"[:300]
-                print(f"{impl} with compiled layers failed: {results[impl]['compiled_error']}", flush=True)
+                compiled = measure(impl, args.length, block, args.steps, args.warmup, compile_mode=mode)
+                results[impl].update({prefix + key: value for key, value in compiled.items()})
+            except Exception as error:  # report it, keep the other figures
+                results[impl][prefix + "error"] = f"{type(error).__name__}: {error}"[:300]
+                print(f"{impl} with {mode} compiled failed: {results[impl][prefix + 'error']}", flush=True)
             save()
-        if "compiled_tokens_per_s" in results["block_flex"] and "compiled_tokens_per_s" in results["sdpa"]:
-            results["block_flex_compiled_speedup"] = results["block_flex"]["compiled_tokens_per_s"] / results["sdpa"]["compiled_tokens_per_s"]
-        _print(results, compiled=True)
+        if prefix + "tokens_per_s" in results["block_flex"] and prefix + "tokens_per_s" in results["sdpa"]:
+            results[f"block_flex_{prefix}speedup"] = results["block_flex"][prefix + "tokens_per_s"] / results["sdpa"][prefix + "tokens_per_s"]
+        _print(results, compiled=mode)
 
 
 def main() -> None:
@@ -177,7 +181,7 @@ def main() -> None:
     parser.add_argument("--blocks", default="512", help="comma-separated block lengths in tokens (one run each)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps (compilation)")
-    parser.add_argument("--compile-layers", action="store_true", help="also time each path with every decoder layer compiled")
+    parser.add_argument("--compile", default="", help="also time ours and SDPA compiled: comma-separated from layers (each decoder layer), model (the whole decoder)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
     if not torch.cuda.is_available():

@@ -6,7 +6,8 @@ Every run trains from the same teacher on the same windows for the same number o
    dropout (every context block isolated) and the full recipe at each candidate block-dropout rate;
 2. with --dev: every candidate is scored on the dev sets and the one with the best mean final-block gap
    recovered over them becomes the full recipe (the test sets are never looked at to choose);
-3. the ablations of the chosen recipe (without block sinks, without token weighting);
+3. the ablations of the chosen recipe (without block sinks, without token weighting, without the hard-target
+   cross-entropy, i.e. pure distillation);
 4. every model is scored on each test set (eval/<set>/results.md).
 Runs in one process so FlexAttention kernels compile once; finished runs are skipped on a rerun.
 
@@ -22,7 +23,11 @@ from dataclasses import replace
 from pathlib import Path
 
 BLOCK_FT = {"mode": "lm", "block_sinks": False, "block_dropout": 1.0, "token_weighting": False}
-ABLATIONS = {"distilled-no-sinks": {"block_sinks": False}, "distilled-no-weighting": {"token_weighting": False}}
+ABLATIONS = {
+    "distilled-no-sinks": {"block_sinks": False},
+    "distilled-no-weighting": {"token_weighting": False},
+    "distilled-no-hard": {"hard_weight": 0.0},
+}
 
 
 def calibrated_steps(base, out: Path, budget: float, n_runs: int, eval_seconds: float, per_run_overhead: float = 15.0) -> int:
@@ -49,12 +54,15 @@ def train_all(base, out: Path, runs: dict[str, dict], students: dict[str, str], 
     for name, overrides in runs.items():
         cfg = replace(base, out=str(out / name), **overrides)
         started = time.perf_counter()
-        done = (out / name / "model" / "config.json").exists()
-        students[name] = str(out / name / "model") if done else str(run(cfg))
-        timings[name] = time.perf_counter() - started
+        if (out / name / "model" / "config.json").exists():  # finished in an earlier call: keep its timing
+            students[name] = str(out / name / "model")
+        else:
+            students[name] = str(run(cfg))
+            timings[name] = time.perf_counter() - started
+            (out / "timings.json").write_text(json.dumps({"seconds": timings}, indent=2))  # a call cut short keeps them
         rows = [json.loads(line) for line in (out / name / "train_log.jsonl").read_text().splitlines()]
         tokens = sum(r["tokens_per_s"] for r in rows[2:]) / max(1, len(rows[2:]))
-        print(f"{name}: {timings[name]:.0f} s, mean {tokens:,.0f} tokens/s, loss {rows[0]['loss']:.4f} -> {rows[-1]['loss']:.4f}", flush=True)
+        print(f"{name}: {timings.get(name, 0):.0f} s, mean {tokens:,.0f} tokens/s, loss {rows[0]['loss']:.4f} -> {rows[-1]['loss']:.4f}", flush=True)
 
 
 def score(teacher: str, sets: dict[str, str], students: dict[str, str], out: Path, max_windows: int, probes: int) -> dict[str, dict[str, float]]:
@@ -97,7 +105,8 @@ def main() -> None:
         base = replace(base, steps=min(steps, args.max_steps))
         print(f"calibrated: {base.steps} steps per run", flush=True)
     students: dict[str, str] = {}
-    timings: dict[str, float] = {}
+    previous = args.out / "timings.json"
+    timings: dict[str, float] = json.loads(previous.read_text())["seconds"] if previous.exists() else {}
     train_all(base, args.out, first, students, timings)
     chosen = rates[0]
     if args.dev and len(rates) > 1:
