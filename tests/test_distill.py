@@ -125,3 +125,48 @@ def test_out_of_domain_split_keeps_every_document_once_with_valid_cuts(stdlib_do
     for row in rows:
         assert row.text == docs[row.id].text and row.category == docs[row.id].category
         assert row.cuts and row.cuts == sorted(set(row.cuts)) and 0 < row.cuts[0] and row.cuts[-1] < len(row.text)
+
+
+@pytest.mark.slow
+def test_distill_under_torchrun_two_cpu_processes(tiny_llama_dir, stdlib_docs, tmp_path):
+    """`torchrun --nproc-per-node 2 semanticseg distill` (DDP over gloo): both ranks train and their samplers are saved."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python", shutil.which("semanticseg"),
+        "distill", "--teacher", str(tiny_llama_dir), "--data", str(stdlib_docs), "--out", str(out), "--device", "cpu",
+        "--steps", "2", "--batch-size", "1", "--warmup-steps", "1", "--context-tokens", "256", "--final-tokens", "48",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert saved["step"] == 2 and len(saved["rng"]) == 2 and saved["rng"][0] != saved["rng"][1]  # one sampler per rank, gathered
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == 2  # rank 0 logs alone
+    assert (out / "model" / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_documents_without_cuts_are_cut_by_a_given_segmenter(tiny_llama_dir, stdlib_docs, tmp_path):
+    from typer.testing import CliRunner
+
+    from semanticseg.cli import app
+    from semanticseg.distill.data import block_texts, build_windows, load_texts, segmenter_cuts
+    from semanticseg.models import load_tokenizer
+    from semanticseg.segmenter.model import Segmenter, SegmenterConfig
+
+    Segmenter(SegmenterConfig(hidden=16, layers=1)).save(tmp_path / "seg")  # untrained: its cuts still follow the target
+    tokenizer = load_tokenizer(str(tiny_llama_dir))
+    by_segmenter = build_windows(stdlib_docs, tokenizer, 256, 48, 128, 384, segmenter=str(tmp_path / "seg"))
+    by_structure = build_windows(stdlib_docs, tokenizer, 256, 48, 128, 384)
+    doc_id, text, _ = load_texts(stdlib_docs)[0]
+    first_piece = block_texts(text, segmenter_cuts(Segmenter.load(tmp_path / "seg"), text, 128))[0]
+    assert by_segmenter[0].doc_id == doc_id
+    assert by_segmenter[0].blocks[0] == tokenizer(first_piece, add_special_tokens=False)["input_ids"][:384]
+    assert [w.blocks for w in by_segmenter] != [w.blocks for w in by_structure]
+    result = CliRunner().invoke(app, ["eval-blocks", "--data", str(stdlib_docs), "--segmenter", str(tmp_path), "--out", str(tmp_path / "e")])
+    assert result.exit_code != 0 and "not a segmenter folder" in " ".join(result.output.split())
+

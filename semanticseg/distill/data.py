@@ -1,7 +1,7 @@
 """Documents + cuts -> block sequences -> training/eval batches aligned between teacher and student.
 
 Input is either a release (Instance rows: text + cuts) or collected documents (Document rows), which are
-cut by the `structure` annotator over the document's candidate cuts. A document becomes non-overlapping
+cut by a trained segmenter when one is given, else by the `structure` annotator over the candidate cuts. A document becomes non-overlapping
 windows of context blocks (up to `context_tokens` model tokens) followed by a final block (the next block,
 at most `final_tokens`). The teacher sees the natural text (one leading BOS); the student sees the same
 tokens with a block sink before every context block; the batch carries the index maps between the two.
@@ -55,6 +55,11 @@ def structure_cuts(doc_id: str, text: str, target_tokens: int, category: str = "
     return list(get_annotator("structure").propose(doc, candidates, target_tokens).cuts)
 
 
+def segmenter_cuts(segmenter: Any, text: str, target_tokens: int) -> list[int]:
+    """Cuts from a trained segmenter (semanticseg.Segmenter) at a mean block length of target_tokens."""
+    return [block.start for block in segmenter.segment(text, target_tokens=target_tokens)[1:]]
+
+
 def block_texts(text: str, cuts: list[int]) -> list[str]:
     """Split text at cut offsets (the pieces join back to the text exactly)."""
     bounds = [0, *cuts, len(text)]
@@ -96,16 +101,23 @@ def padded_length(items: list[BlockedText], multiple: int = 128) -> int:
 
 
 def build_windows(
-    path: Path, tokenizer: Any, context_tokens: int, final_tokens: int, target_block_tokens: int, max_block_tokens: int
+    path: Path, tokenizer: Any, context_tokens: int, final_tokens: int, target_block_tokens: int, max_block_tokens: int,
+    segmenter: str = "",
 ) -> list[BlockedText]:
-    """All windows of the documents at path, cut by their release cuts or by structure cuts."""
+    """All windows of the documents at path, cut by their release cuts, else by the segmenter saved in the
+    folder `segmenter` (when given), else by structure cuts."""
+    from semanticseg.segmenter.model import Segmenter
+
+    model = Segmenter.load(segmenter) if segmenter else None
 
     def encode(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
     result: list[BlockedText] = []
     for doc_id, text, cuts in load_texts(path):
-        pieces = block_texts(text, cuts if cuts is not None else structure_cuts(doc_id, text, target_block_tokens))
+        if cuts is None:
+            cuts = segmenter_cuts(model, text, target_block_tokens) if model else structure_cuts(doc_id, text, target_block_tokens)
+        pieces = block_texts(text, cuts)
         result.extend(windows(doc_id, pieces, encode, context_tokens, final_tokens, max_block_tokens))
     return result
 

@@ -38,6 +38,7 @@ class EvalConfig:
     context_tokens: int = 1536
     final_tokens: int = 256
     target_block_tokens: int = 128
+    segmenter: str = ""  # a trained segmenter's folder: cuts documents that come without cuts (else structure cuts)
     max_block_tokens: int = 384
     max_windows: int = 64
     probes: int = 32
@@ -118,7 +119,8 @@ def evaluate(cfg: EvalConfig) -> list[Scored]:
     device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     implementation = default_implementation(device)
     tokenizer = load_tokenizer(cfg.teacher)
-    windows = build_windows(Path(cfg.data), tokenizer, cfg.context_tokens, cfg.final_tokens, cfg.target_block_tokens, cfg.max_block_tokens)
+    windows = build_windows(Path(cfg.data), tokenizer, cfg.context_tokens, cfg.final_tokens, cfg.target_block_tokens, cfg.max_block_tokens,
+                            cfg.segmenter)
     if len(windows) > cfg.max_windows:  # evenly spaced, so every document group (e.g. category) is represented
         windows = [windows[i * len(windows) // cfg.max_windows] for i in range(cfg.max_windows)]
     if not windows:

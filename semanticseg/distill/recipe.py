@@ -47,7 +47,8 @@ class DistillConfig:
     temperature: float = 1.0
     context_tokens: int = 1536  # model tokens of context blocks per window
     final_tokens: int = 256
-    target_block_tokens: int = 128  # structure cuts' target block size (cl100k tokens)
+    target_block_tokens: int = 128  # mean block size of segmenter / structure cuts (cl100k tokens)
+    segmenter: str = ""  # a trained segmenter's folder: cuts documents that come without cuts (else structure cuts)
     max_block_tokens: int = 384  # longer blocks are split
     max_windows: int = 0  # 0 = all
     steps: int = 200
@@ -113,7 +114,8 @@ def setup(cfg: DistillConfig) -> State:
     torch.manual_seed(cfg.seed)
     implementation = default_implementation(device)
     tokenizer = load_tokenizer(cfg.teacher)
-    windows = build_windows(Path(cfg.data), tokenizer, cfg.context_tokens, cfg.final_tokens, cfg.target_block_tokens, cfg.max_block_tokens)
+    windows = build_windows(Path(cfg.data), tokenizer, cfg.context_tokens, cfg.final_tokens, cfg.target_block_tokens, cfg.max_block_tokens,
+                            cfg.segmenter)
     if cfg.max_windows:
         windows = windows[: cfg.max_windows]
     if not windows:
