@@ -170,3 +170,19 @@ def test_documents_without_cuts_are_cut_by_a_given_segmenter(tiny_llama_dir, std
     result = CliRunner().invoke(app, ["eval-blocks", "--data", str(stdlib_docs), "--segmenter", str(tmp_path), "--out", str(tmp_path / "e")])
     assert result.exit_code != 0 and "not a segmenter folder" in " ".join(result.output.split())
 
+
+def test_hub_texts_reads_a_data_set_with_datasets_and_joins_fields(tmp_path):
+    """The hub path (datasets.load_dataset) on local JSON lines shaped like long-context SFT data."""
+    from semanticseg.distill.data import hub_texts, is_hub_id
+
+    rows = [
+        {"id": "a", "document": "Chapter one.\n\nChapter two.", "messages": [{"role": "user", "content": "Who?"}, {"role": "assistant", "content": "Ann."}]},
+        {"id": "b", "document": "Only a document.", "messages": []},
+    ]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    texts = hub_texts(str(tmp_path), "document,messages")
+    assert texts == [("a", "Chapter one.\n\nChapter two.\n\nWho?\n\nAnn.", None), ("b", "Only a document.", None)]
+    with pytest.raises(ValueError, match="no field 'context'"):
+        hub_texts(str(tmp_path), "context")
+    assert is_hub_id("nvidia/ChatQA2-Long-SFT-data:long_sft") and not is_hub_id(str(tmp_path)) and not is_hub_id("a/b/c")
+

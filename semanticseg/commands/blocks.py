@@ -9,7 +9,9 @@ import typer
 from semanticseg.cli import app
 from semanticseg.commands.common import console, fail, progress_bar
 
-_DATA_HELP = "A release (folder or instances.parquet: text + cuts) or documents.parquet (cut by --segmenter, else by structure cuts)."
+_DATA_HELP = ("A release (folder or instances.parquet: text + cuts), documents.parquet, or a Hugging Face data set id "
+              "(owner/name[:config], e.g. nvidia/ChatQA2-Long-SFT-data:long_sft; online); documents without cuts are cut by --segmenter, else by structure cuts.")
+_TEXT_FIELD_HELP = "For a hub data set: the fields that make a document, comma-separated, joined in order (chat message lists become their contents)."
 _SEGMENTER_HELP = "A trained segmenter's folder (semanticseg train-segmenter): cuts documents that come without cuts into blocks of ~128 tokens; without it, the structure annotator does."
 
 
@@ -23,7 +25,9 @@ _TEACHER_HELP = "Teacher: a hub id (e.g. Qwen/Qwen3-4B-Instruct-2507), a local m
 
 
 def _check_data(data: Path) -> None:
-    if not data.exists():
+    from semanticseg.distill.data import is_hub_id
+
+    if not data.exists() and not is_hub_id(str(data)):
         raise fail(f"{data}: no such file or folder ({_DATA_HELP})")
 
 
@@ -32,6 +36,7 @@ def distill_cmd(
     teacher: str = typer.Option("smollm2", "--teacher", help=_TEACHER_HELP),
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
     segmenter: Path | None = typer.Option(None, "--segmenter", help=_SEGMENTER_HELP),
+    text_field: str = typer.Option("text", "--text-field", help=_TEXT_FIELD_HELP),
     out: Path = typer.Option(..., "--out", help="Run folder: config.json, train_log.jsonl, checkpoint.pt (resumes), model/."),
     mode: str = typer.Option("distill", "--mode", help="distill (teacher -> block student) or lm (block fine-tuning baseline: final-block LM loss, no teacher)."),
     block_sinks: bool = typer.Option(True, "--block-sinks/--no-block-sinks", help="Put a sink token (BOS) at the head of every context block."),
@@ -69,7 +74,7 @@ def distill_cmd(
     if mode not in ("distill", "lm") or divergence not in ("kl", "jsd"):
         raise fail("--mode must be distill or lm, --divergence kl or jsd")
     config = DistillConfig(
-        teacher=teacher, data=str(data), segmenter=_check_segmenter(segmenter), out=str(out), mode=mode, block_sinks=block_sinks, block_dropout=block_dropout,
+        teacher=teacher, data=str(data), segmenter=_check_segmenter(segmenter), text_fields=text_field, out=str(out), mode=mode, block_sinks=block_sinks, block_dropout=block_dropout,
         token_weighting=token_weighting, beta=beta, hard_weight=hard_weight, divergence=divergence, temperature=temperature, context_tokens=context_tokens,
         final_tokens=final_tokens, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
         lora=lora, lora_rank=lora_rank, gradient_checkpointing=gradient_checkpointing, seed=seed, device=device,
@@ -85,6 +90,7 @@ def eval_blocks_cmd(
     teacher: str = typer.Option("smollm2", "--teacher", help=_TEACHER_HELP),
     data: Path = typer.Option(..., "--data", help="Held-out documents. " + _DATA_HELP),
     segmenter: Path | None = typer.Option(None, "--segmenter", help=_SEGMENTER_HELP),
+    text_field: str = typer.Option("text", "--text-field", help=_TEXT_FIELD_HELP),
     student: list[str] = typer.Option([], "--student", help="NAME=MODEL_DIR of a model written by distill; repeat for several."),
     out: Path = typer.Option(..., "--out", help="Folder for results.json, results.md (table), results.png (plot), eval_config.json."),
     max_windows: int = typer.Option(64, "--max-windows", min=1, help="Held-out windows to score."),
@@ -109,7 +115,7 @@ def eval_blocks_cmd(
         if not sep or not Path(path).is_dir():
             raise fail(f"--student {spec!r}: expected NAME=MODEL_DIR with an existing folder")
         students[name] = path
-    config = EvalConfig(teacher=teacher, data=str(data), segmenter=_check_segmenter(segmenter), out=str(out), students=students, context_tokens=context_tokens,
+    config = EvalConfig(teacher=teacher, data=str(data), segmenter=_check_segmenter(segmenter), text_fields=text_field, out=str(out), students=students, context_tokens=context_tokens,
                         final_tokens=final_tokens, max_windows=max_windows, probes=probes, device=device)
     evaluate(config)
     console.print((out / "results.md").read_text())

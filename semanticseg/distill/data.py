@@ -10,6 +10,7 @@ tokens with a block sink before every context block; the batch carries the index
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,49 @@ class BlockedText:
     final: list[int]
 
 
-def load_texts(path: Path) -> list[tuple[str, str, list[int] | None]]:
-    """(id, text, cuts or None) from instances.parquet / documents.parquet or a directory holding one."""
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(:[\w.-]+)?$")  # owner/name, optionally :config
+
+
+def is_hub_id(data: str) -> bool:
+    """True for a Hugging Face data set id (owner/name[:config]) that is not a local path."""
+    return not Path(data).exists() and HUB_ID.match(data) is not None
+
+
+def _field_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return str(value.get("content", value.get("text", "")))
+    if isinstance(value, list):  # e.g. chat messages [{"role": ..., "content": ...}, ...]
+        return "\n\n".join(_field_text(item) for item in value)
+    return "" if value is None else str(value)
+
+
+def hub_texts(name: str, text_fields: str = "text", split: str = "train") -> list[tuple[str, str, None]]:
+    """(id, text, None) rows of a data set that `datasets.load_dataset` reads: a hub id, optionally with
+    `:config` (e.g. nvidia/ChatQA2-Long-SFT-data:long_sft), or a local folder of data files. text_fields is a
+    comma-separated list of fields joined by blank lines in that order (chat message lists become their contents)."""
+    from datasets import load_dataset
+
+    path, _, config = name.partition(":")
+    fields = [f for f in text_fields.split(",") if f]
+    rows = []
+    for index, row in enumerate(load_dataset(path, config or None, split=split, streaming=True)):
+        missing = [f for f in fields if f not in row]
+        if missing:
+            raise ValueError(f"{name}: no field {missing[0]!r} (fields: {', '.join(row)}); choose them with --text-field")
+        text = "\n\n".join(t for t in (_field_text(row[f]) for f in fields) if t)
+        if text:
+            rows.append((str(row.get("id", f"{path}:{index}")), text, None))
+    return rows
+
+
+def load_texts(path: Path | str, text_fields: str = "text") -> list[tuple[str, str, list[int] | None]]:
+    """(id, text, cuts or None) from instances.parquet / documents.parquet, a directory holding one, or a
+    Hugging Face data set id (`hub_texts`, its text_fields)."""
+    if is_hub_id(str(path)):
+        return hub_texts(str(path), text_fields)
+    path = Path(path)
     if path.is_dir():
         found = sorted(path.rglob("instances*.parquet")) or sorted(path.rglob("*.parquet"))
         if not found:
@@ -103,6 +145,7 @@ def padded_length(items: list[BlockedText], multiple: int = 128) -> int:
 def build_windows(
     path: Path, tokenizer: Any, context_tokens: int, final_tokens: int, target_block_tokens: int, max_block_tokens: int,
     segmenter: str = "",
+    text_fields: str = "text",
 ) -> list[BlockedText]:
     """All windows of the documents at path, cut by their release cuts, else by the segmenter saved in the
     folder `segmenter` (when given), else by structure cuts."""
@@ -114,7 +157,7 @@ def build_windows(
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
     result: list[BlockedText] = []
-    for doc_id, text, cuts in load_texts(path):
+    for doc_id, text, cuts in load_texts(path, text_fields):
         if cuts is None:
             cuts = segmenter_cuts(model, text, target_block_tokens) if model else structure_cuts(doc_id, text, target_block_tokens)
         pieces = block_texts(text, cuts)

@@ -39,6 +39,7 @@ class EvalConfig:
     final_tokens: int = 256
     target_block_tokens: int = 128
     segmenter: str = ""  # a trained segmenter's folder: cuts documents that come without cuts (else structure cuts)
+    text_fields: str = "text"  # for a hub data set: comma-separated fields that make a document's text
     max_block_tokens: int = 384
     max_windows: int = 64
     probes: int = 32
@@ -120,7 +121,7 @@ def evaluate(cfg: EvalConfig) -> list[Scored]:
     implementation = default_implementation(device)
     tokenizer = load_tokenizer(cfg.teacher)
     windows = build_windows(Path(cfg.data), tokenizer, cfg.context_tokens, cfg.final_tokens, cfg.target_block_tokens, cfg.max_block_tokens,
-                            cfg.segmenter)
+                            cfg.segmenter, cfg.text_fields)
     if len(windows) > cfg.max_windows:  # evenly spaced, so every document group (e.g. category) is represented
         windows = [windows[i * len(windows) // cfg.max_windows] for i in range(cfg.max_windows)]
     if not windows:

@@ -49,6 +49,7 @@ class DistillConfig:
     final_tokens: int = 256
     target_block_tokens: int = 128  # mean block size of segmenter / structure cuts (cl100k tokens)
     segmenter: str = ""  # a trained segmenter's folder: cuts documents that come without cuts (else structure cuts)
+    text_fields: str = "text"  # for a hub data set: comma-separated fields that make a document's text
     max_block_tokens: int = 384  # longer blocks are split
     max_windows: int = 0  # 0 = all
     steps: int = 200
@@ -115,7 +116,7 @@ def setup(cfg: DistillConfig) -> State:
     implementation = default_implementation(device)
     tokenizer = load_tokenizer(cfg.teacher)
     windows = build_windows(Path(cfg.data), tokenizer, cfg.context_tokens, cfg.final_tokens, cfg.target_block_tokens, cfg.max_block_tokens,
-                            cfg.segmenter)
+                            cfg.segmenter, cfg.text_fields)
     if cfg.max_windows:
         windows = windows[: cfg.max_windows]
     if not windows:
