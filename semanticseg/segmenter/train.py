@@ -113,10 +113,6 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     write_json(out / "train_config.json", asdict(config))
     random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
-    if device == "cpu":
-        # The head's operations are small: intra-op threads mostly wait for each other, and on a shared
-        # 2-core machine an epoch took 30x longer with 2 threads than with 1 (measured).
-        torch.set_num_threads(1)
     splits = load_splits(config.data)
     if "train" not in splits or "validation" not in splits:
         raise ValueError(f"{config.data}: needs train and validation splits, found {sorted(splits)}")
@@ -125,6 +121,11 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
                                     voter_target_tokens=config.voter_target_tokens))
     train_items = prepare(splits["train"], seg, out / "cache" / "train.pt", progress)
     val_items = prepare(splits["validation"], seg, out / "cache" / "validation.pt", progress)
+    if device == "cpu":
+        # After embedding (the encoder's large matrix products use every core): the head's operations are
+        # small, intra-op threads mostly wait for each other, and on a shared 2-core machine an epoch took
+        # 30x longer with 2 threads than with 1 (measured).
+        torch.set_num_threads(1)
     if not train_items or not val_items:
         raise ValueError(f"{config.data}: the train and validation splits need documents with candidate cuts")
     seg.config.embed_dim = int(train_items[0][0].shape[1])
