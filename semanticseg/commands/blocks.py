@@ -12,16 +12,19 @@ from semanticseg.commands.common import console, fail, progress_bar
 _DATA_HELP = ("A release (folder or instances.parquet: text + cuts), documents.parquet, or a Hugging Face data set id "
               "(owner/name[:config], e.g. nvidia/ChatQA2-Long-SFT-data:long_sft; online); documents without cuts are cut by --segmenter, else by structure cuts.")
 _TEXT_FIELD_HELP = "For a hub data set: the fields that make a document, comma-separated, joined in order (chat message lists become their contents)."
+_TEACHER_HELP = "Teacher: a hub id (e.g. Qwen/Qwen3-4B-Instruct-2507), a local model folder, or smollm2 (offline SmolLM2-135M-Instruct)."
 _SEGMENTER_HELP = "A trained segmenter's folder (semanticseg train-segmenter): cuts documents that come without cuts into blocks of ~128 tokens; without it, the structure annotator does."
 
 
 def _check_segmenter(segmenter: Path | None) -> str:
     if segmenter is None:
         return ""
-    if not (segmenter / "config.json").exists():
-        raise fail(f"--segmenter {segmenter}: not a segmenter folder (no config.json; make one with semanticseg train-segmenter)")
-    return str(segmenter)
-_TEACHER_HELP = "Teacher: a hub id (e.g. Qwen/Qwen3-4B-Instruct-2507), a local model folder, or smollm2 (offline SmolLM2-135M-Instruct)."
+    from semanticseg.segmenter.model import check_segmenter_dir
+
+    try:
+        return str(check_segmenter_dir(segmenter))
+    except FileNotFoundError as err:
+        raise fail(f"--segmenter: {err}") from err
 
 
 def _check_data(data: Path) -> None:

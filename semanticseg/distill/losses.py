@@ -23,6 +23,11 @@ def token_weights(logp_full: torch.Tensor, logp_block: torch.Tensor, beta: float
     return 1.0 + beta * torch.relu(logp_full - logp_block)
 
 
+def _logprob_of(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[target] per row, without the full log-softmax."""
+    return logits.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+
+
 def _divergence(h_s: torch.Tensor, h_t: torch.Tensor, w_s: torch.Tensor, w_t: torch.Tensor, kind: str, temperature: float,
                 targets: torch.Tensor | None = None, hard_weight: float = 0.0) -> torch.Tensor:
     logits_s = (h_s @ w_s.T).float()
@@ -36,7 +41,7 @@ def _divergence(h_s: torch.Tensor, h_t: torch.Tensor, w_s: torch.Tensor, w_t: to
     soft = soft * temperature**2
     if targets is None or not hard_weight:
         return soft
-    hard = torch.logsumexp(logits_s, dim=-1) - logits_s.gather(-1, targets[:, None])[:, 0]  # CE at temperature 1
+    hard = -_logprob_of(logits_s, targets)  # cross-entropy at temperature 1
     return (1.0 - hard_weight) * soft + hard_weight * hard
 
 
@@ -74,8 +79,7 @@ def chunked_divergence(
 
 
 def _target_logprobs(h: torch.Tensor, head: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = (h @ head.T).float()
-    return logits.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+    return _logprob_of((h @ head.T).float(), targets)
 
 
 def chunked_target_logprobs(hidden: torch.Tensor, head: torch.Tensor, targets: torch.Tensor, chunk: int = 1024) -> torch.Tensor:

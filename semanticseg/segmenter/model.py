@@ -137,6 +137,14 @@ def decode_probabilities(token_offsets: list[int], n_tokens: int, probs: np.ndar
     return decode(token_offsets, n_tokens, scores.tolist(), target_tokens, min_tokens, max_tokens)
 
 
+def check_segmenter_dir(path: str | Path) -> Path:
+    """path, if it holds a saved segmenter (config.json + model.safetensors); else FileNotFoundError."""
+    path = Path(path)
+    if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
+        raise FileNotFoundError(f"{path}: not a segmenter folder (needs config.json and model.safetensors; make one with semanticseg train-segmenter)")
+    return path
+
+
 class Segmenter:
     """Load a trained segmenter and cut text into blocks: `Segmenter.load(path).segment(text, target_tokens=512)`."""
 
@@ -149,9 +157,7 @@ class Segmenter:
         """A segmenter saved by `save` (config.json + model.safetensors)."""
         from safetensors.torch import load_file
 
-        path = Path(path)
-        if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
-            raise FileNotFoundError(f"{path}: not a segmenter directory (needs config.json and model.safetensors)")
+        path = check_segmenter_dir(path)
         config = SegmenterConfig(**json.loads((path / "config.json").read_text()))
         segmenter = cls(config)
         segmenter.net.load_state_dict(load_file(str(path / "model.safetensors")))
