@@ -10,7 +10,10 @@
 #               hard weight 0.5): block-ft, no-dropout, the full recipe, its ablations (no sinks, no weighting, no
 #               hard targets), both test sets. (Carries .gpu/b; must follow call 1 at once: the machine goes cold
 #               about 30 s after a call.) Cut by its time limit, it is
-#   3. distill: rerun as is: finished runs are skipped, the rest trained, then every model scored.
+#   3. distill: rerun as is (LIMIT=420): finished runs are skipped, the rest trained, then every model scored.
+#   4. devcheck: block-ft, the full recipe and pure distillation scored on the dev sets (nothing chosen by it).
+#   5. bench128: bench_flex at 8k tokens, blocks of 128 (the distillation data's block size), eager and decoder compiled.
+# Calls 4 and 5 were typed inline at the time; the modes below are those commands.
 # Carried (git-ignored): .whl (gguf wheel), .gpu/tok (tokenizer), .gpu/data/{train,dev,heldout,ood-dev,ood-test}
 # (instances with structure cuts: stdlib_corpus.write_split + write_out_of_domain over
 # `semanticseg collect --source offline --limit 24 --max-tokens 12000` of books, encyclopedia, scripts_subtitles,
@@ -49,5 +52,18 @@ distill)
     --out /tmp/final 2>&1 | grep -v "Loading weights\|Writing model" | tee -a /tmp/distill_final.log
   cp /tmp/distill_final.log $OUT/
   tar czf $OUT/final.tgz --exclude model --exclude checkpoint.pt -C /tmp final
+  ;;
+devcheck)  # needs the warm machine of calls 2-3 (/tmp/final models, converted teacher)
+  timeout 300 python3 -c "
+import sys; sys.path.insert(0, 'bench')
+from pathlib import Path
+from distill_ablations import score
+score('smollm2', {'dev': '.gpu/data/dev', 'ood-dev': '.gpu/data/ood-dev'},
+      {n: f'/tmp/final/{n}/model' for n in ('block-ft', 'distilled-d0.9', 'distilled-no-hard')}, Path('/tmp/devcheck'), 48, 16)
+" 2>&1 | grep -v "Loading weights\|Writing model\|warn" | tee $OUT/devcheck.log
+  tar czf $OUT/devcheck.tgz -C /tmp devcheck
+  ;;
+bench128)
+  timeout 260 python3 bench/bench_flex.py --length 8192 --blocks 128 --compile model --out $OUT/bench_flex_128.json 2>&1 | grep -v "Warning\|warn" | tee $OUT/bench_flex_128.log
   ;;
 esac
