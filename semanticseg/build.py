@@ -57,9 +57,9 @@ class CategoryReport:
     notes: list[str] = field(default_factory=list)
 
 
-def _llm_available(names: list[str], recipe: Recipe, source: str) -> tuple[list[str], list[str], Any]:
-    """Annotators to use, notes, and a local server to stop later: offline, "llm" needs the local server."""
-    if not any(n.split(":")[0] == "llm" for n in names) or os.environ.get("OPENAI_BASE_URL"):
+def _llm_available(names: list[str], recipe: Recipe, source: str, remote: bool) -> tuple[list[str], list[str], Any]:
+    """Annotators to use, notes, and a local server to stop later: without a remote endpoint, "llm" needs the local server."""
+    if not any(n.split(":")[0] == "llm" for n in names) or remote:
         return names, [], None
     if recipe.offline_llm == "off" and source == "offline":
         return [n for n in names if n.split(":")[0] != "llm"], ["llm annotator off in the recipe (offline.llm)"], None
@@ -165,21 +165,27 @@ def _report(category: str, work_dir: Path, recipe: Recipe, stages: dict[str, str
     )
 
 
-def build(config: BuildConfig, recipe: Recipe, progress: Any = None, label_studio_api_key: str = "") -> list[CategoryReport]:
+def build(config: BuildConfig, recipe: Recipe, progress: Any = None, label_studio_api_key: str = "",
+          llm_options: dict[str, Any] | None = None) -> list[CategoryReport]:
     """Build every category in config.categories; write a build_report.json per category; return the reports.
 
-    The Label Studio token is a parameter, not part of the config, so it never lands in a JSON dump.
+    The Label Studio token is a parameter, not part of the config, so it never lands in a JSON dump. llm_options
+    are the llm annotator's (as `propose` takes them); with a base_url (or $OPENAI_BASE_URL) that endpoint is
+    used, else the local server, with the recipe's offline.llm_options under the options given.
     """
-    starting = progress.add_task("llm server", total=None, info="starting the local model server") if progress else None
-    annotators, notes, server = _llm_available(config.annotators, recipe, config.source)
-    if progress:
+    llm_options = dict(llm_options or {})
+    remote = bool(llm_options.get("base_url") or os.environ.get("OPENAI_BASE_URL"))
+    starting = progress.add_task("llm server", total=None, info="starting the local model server") if progress and not remote else None
+    annotators, notes, server = _llm_available(config.annotators, recipe, config.source, remote)
+    if starting is not None:
         progress.remove_task(starting)
     config.annotators = annotators
     # The build owns the local server it started: every category's llm annotator talks to it (with the recipe's
     # settings for a small CPU model), and it stops at the end.
-    llm_options = None
     if server is not None:
-        llm_options = {**recipe.offline_llm_options, "base_url": server.base_url, "model": server.model}
+        llm_options = {**recipe.offline_llm_options, **llm_options, "base_url": server.base_url, "model": server.model}
+    if not any(n.split(":")[0] == "llm" for n in annotators):
+        llm_options = {}  # LLM settings key the proposal shards: without an llm annotator they must not change them
     overall = progress.add_task("build", total=len(STAGES) * len(config.categories), info="") if progress else None
     reports = []
     try:

@@ -14,6 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict, with_config
+
+from semanticseg.errors import UserError, validated
+
+_STRICT = ConfigDict(extra="forbid")  # a misspelt key is an error, never silently a default
 _NOT_CATEGORIES = {"release"}  # pipelines/release.toml is the release recipe, not a category
 
 
@@ -26,6 +31,7 @@ def pipelines_dir() -> Path:
     raise FileNotFoundError("no pipelines/ folder beside the package: reinstall semanticseg")
 
 
+@with_config(_STRICT)
 @dataclass(slots=True)
 class OnlineSource:
     """A Hugging Face data set streamed row by row; text = the named fields joined by blank lines."""
@@ -40,6 +46,7 @@ class OnlineSource:
     note: str = ""
 
 
+@with_config(_STRICT)
 @dataclass(slots=True)
 class OfflineSource:
     """A named reader over text shipped inside installed packages, with its parameters."""
@@ -52,6 +59,7 @@ class OfflineSource:
     note: str = ""
 
 
+@with_config(_STRICT)
 @dataclass(slots=True)
 class CategoryRecipe:
     """One category: its name, one-line definition, how to cut its texts, and its two sources."""
@@ -65,21 +73,13 @@ class CategoryRecipe:
 
 
 def _parse(path: Path) -> CategoryRecipe:
-    raw = tomllib.loads(path.read_text(encoding="utf-8"))
     try:
-        online, offline = dict(raw["online"]), dict(raw["offline"])
-        recipe = CategoryRecipe(
-            name=raw["name"],
-            definition=raw["definition"],
-            boundary=raw.get("boundary", "paragraph"),
-            online=OnlineSource(**online),
-            offline=OfflineSource(**offline),
-            path=str(path),
-        )
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{path}: malformed category recipe ({err})") from None
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"{path}: not valid TOML ({err})") from None
+    recipe = validated(CategoryRecipe, {**raw, "path": str(path)}, str(path))
     if recipe.name != path.stem:
-        raise ValueError(f"{path}: name {recipe.name!r} differs from the file name")
+        raise UserError(f"{path}: name: {recipe.name!r} differs from the file name")
     return recipe
 
 

@@ -7,10 +7,13 @@ ones the validator checks, and the targets the build reports its shortfall again
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from semanticseg.errors import UserError, validated
 from semanticseg.schema import LENGTH_BUCKETS
 
 _RECIPE_NAME = "release.toml"
@@ -30,27 +33,122 @@ def default_recipe_path() -> Path:
     return package_data(f"pipelines/{_RECIPE_NAME}")
 
 
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, never silently a default
+
+
+class _Release(_Section):
+    name: str = Field("SemanticSeg", min_length=1)
+    seed: int = 0
+    splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
+    near_duplicate_jaccard: float = Field(0.8, gt=0, le=1)
+    shard_rows: int = Field(2000, ge=1)
+
+    @field_validator("splits")
+    @classmethod
+    def _fractions(cls, splits: dict[str, float]) -> dict[str, float]:
+        if not splits or abs(sum(splits.values()) - 1.0) > 1e-6 or any(v < 0 for v in splits.values()):
+            raise ValueError(f"split fractions must be >= 0 and sum to 1, e.g. {{ train = 0.8, validation = 0.1, test = 0.1 }}; got {splits}")
+        return splits
+
+
+class _Documents(_Section):
+    min_tokens: int = Field(2000, ge=1)
+    max_tokens: int = Field(32000, ge=1)
+    encoding: str = "cl100k_base"
+
+    @model_validator(mode="after")
+    def _window(self) -> _Documents:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError(f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({self.max_tokens})")
+        return self
+
+
+class _Blocks(_Section):
+    target_tokens: int = Field(512, ge=1)
+    min_tokens: int = Field(16, ge=1)
+    max_tokens: int = Field(4096, ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> _Blocks:
+        if not self.min_tokens <= self.target_tokens <= self.max_tokens:
+            raise ValueError("need min_tokens <= target_tokens <= max_tokens")
+        return self
+
+
+class _Annotation(_Section):
+    annotators: list[str] = Field(default_factory=lambda: ["structure", "similarity", "llm"], min_length=1)
+    agreement_threshold: float = Field(0.6, ge=0, le=1)
+
+    @field_validator("annotators")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        from semanticseg.annotators.base import check_names
+
+        return check_names(names)
+
+
+class _LLMOptions(_Section):
+    """Request settings for the local server's llm annotator (LLMAnnotator's own defaults where unset)."""
+
+    concurrency: int | None = Field(None, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+    max_retries: int | None = Field(None, ge=0)
+    window_tokens: int | None = Field(None, ge=64)
+    overlap_tokens: int | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=8)
+    temperature: float | None = Field(None, ge=0)
+
+
+class _Offline(_Section):
+    documents_per_category: int = Field(4, ge=1)
+    llm: Literal["auto", "off"] = "auto"
+    llm_options: _LLMOptions = Field(default_factory=_LLMOptions)
+
+
+class _RecipeFile(_Section):
+    """The layout of a release recipe TOML; its defaults are the recipe's defaults."""
+
+    release: _Release = Field(default_factory=_Release)
+    documents: _Documents = Field(default_factory=_Documents)
+    blocks: _Blocks = Field(default_factory=_Blocks)
+    annotation: _Annotation = Field(default_factory=_Annotation)
+    offline: _Offline = Field(default_factory=_Offline)
+    targets: dict[str, dict[Literal[tuple(name for name, _, _ in LENGTH_BUCKETS)], Annotated[int, Field(ge=0)]]] = Field(default_factory=dict)  # type: ignore[misc]
+
+    @field_validator("targets")
+    @classmethod
+    def _categories(cls, targets: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        from semanticseg.pipelines import load_categories
+
+        known = ["default", *load_categories()]
+        unknown = [name for name in targets if name not in known]
+        if unknown:
+            raise ValueError(f"unknown category {unknown[0]!r} in [targets]; known: {', '.join(known)}")
+        return targets
+
+
 @dataclass(slots=True)
 class Recipe:
     """Everything the release recipe fixes: splits, length window, block bounds, annotators, targets."""
 
-    name: str = "SemanticSeg"
-    seed: int = 0
-    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
-    near_duplicate_jaccard: float = 0.8
-    shard_rows: int = 2000
-    min_tokens: int = 2000
-    max_tokens: int = 32000
-    encoding: str = "cl100k_base"
-    target_block_tokens: int = 512
-    min_block_tokens: int = 16
-    max_block_tokens: int = 4096
-    annotators: list[str] = field(default_factory=lambda: ["structure", "similarity", "llm"])
-    agreement_threshold: float = 0.6
-    offline_documents: int = 4
-    offline_llm: str = "auto"
-    offline_llm_options: dict[str, Any] = field(default_factory=dict)  # LLMAnnotator options for the local server
-    targets: dict[str, dict[str, int]] = field(default_factory=dict)  # category or "default" -> bucket -> count
+    name: str
+    seed: int
+    splits: dict[str, float]
+    near_duplicate_jaccard: float
+    shard_rows: int
+    min_tokens: int
+    max_tokens: int
+    encoding: str
+    target_block_tokens: int
+    min_block_tokens: int
+    max_block_tokens: int
+    annotators: list[str]
+    agreement_threshold: float
+    offline_documents: int
+    offline_llm: str
+    offline_llm_options: dict[str, Any]  # LLMAnnotator options for the local server
+    targets: dict[str, dict[str, int]]  # category or "default" -> bucket -> count
     path: str = ""
 
     def target(self, category: str) -> dict[str, int]:
@@ -63,36 +161,44 @@ class Recipe:
         return {k: v for k, v in asdict(self).items() if k != "path"}
 
 
+class RecipeError(UserError):
+    """A release recipe that cannot be read or does not fit the schema (one line per bad key)."""
+
+
 def load_recipe(path: Path | None = None) -> Recipe:
-    """Read a release recipe TOML (default: pipelines/release.toml) into a Recipe; raise ValueError if invalid."""
-    path = path or default_recipe_path()
-    raw = tomllib.loads(Path(path).read_text())
-    rel, docs, blocks = raw.get("release", {}), raw.get("documents", {}), raw.get("blocks", {})
-    ann, off = raw.get("annotation", {}), raw.get("offline", {})
-    recipe = Recipe(
-        name=rel.get("name", "SemanticSeg"),
-        seed=int(rel.get("seed", 0)),
-        splits={k: float(v) for k, v in rel.get("splits", {"train": 0.8, "validation": 0.1, "test": 0.1}).items()},
-        near_duplicate_jaccard=float(rel.get("near_duplicate_jaccard", 0.8)),
-        shard_rows=int(rel.get("shard_rows", 2000)),
-        min_tokens=int(docs.get("min_tokens", 2000)),
-        max_tokens=int(docs.get("max_tokens", 32000)),
-        encoding=docs.get("encoding", "cl100k_base"),
-        target_block_tokens=int(blocks.get("target_tokens", 512)),
-        min_block_tokens=int(blocks.get("min_tokens", 16)),
-        max_block_tokens=int(blocks.get("max_tokens", 4096)),
-        annotators=list(ann.get("annotators", ["structure", "similarity", "llm"])),
-        agreement_threshold=float(ann.get("agreement_threshold", 0.6)),
-        offline_documents=int(off.get("documents_per_category", 4)),
-        offline_llm=str(off.get("llm", "auto")),
-        offline_llm_options=dict(off.get("llm_options", {})),
-        targets={k: dict(v) for k, v in raw.get("targets", {}).items()},
+    """Read a release recipe TOML (default: pipelines/release.toml) into a Recipe; RecipeError if invalid.
+
+    Every key is checked against the schema above: unknown keys and sections, wrong types and values out of
+    range are errors naming the file and the key.
+    """
+    path = Path(path or default_recipe_path())
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecipeError(f"{path}: cannot read the recipe ({err})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(f"{path}: not valid TOML ({err})") from None
+    try:
+        f = validated(_RecipeFile, raw, str(path))
+    except UserError as err:
+        raise RecipeError(str(err)) from None
+    return Recipe(
+        name=f.release.name,
+        seed=f.release.seed,
+        splits=f.release.splits,
+        near_duplicate_jaccard=f.release.near_duplicate_jaccard,
+        shard_rows=f.release.shard_rows,
+        min_tokens=f.documents.min_tokens,
+        max_tokens=f.documents.max_tokens,
+        encoding=f.documents.encoding,
+        target_block_tokens=f.blocks.target_tokens,
+        min_block_tokens=f.blocks.min_tokens,
+        max_block_tokens=f.blocks.max_tokens,
+        annotators=f.annotation.annotators,
+        agreement_threshold=f.annotation.agreement_threshold,
+        offline_documents=f.offline.documents_per_category,
+        offline_llm=f.offline.llm,
+        offline_llm_options=f.offline.llm_options.model_dump(exclude_none=True),
+        targets=f.targets,
         path=str(path),
     )
-    if abs(sum(recipe.splits.values()) - 1.0) > 1e-6 or any(v < 0 for v in recipe.splits.values()):
-        raise ValueError(f"{path}: split fractions must be >= 0 and sum to 1, got {recipe.splits}")
-    if not 0 < recipe.min_block_tokens <= recipe.target_block_tokens <= recipe.max_block_tokens:
-        raise ValueError(f"{path}: need 0 < blocks.min_tokens <= target_tokens <= max_tokens")
-    if recipe.offline_llm not in {"auto", "off"}:
-        raise ValueError(f"{path}: offline.llm must be 'auto' or 'off', got {recipe.offline_llm!r}")
-    return recipe

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from semanticseg.errors import UserError
 from semanticseg.io import write_json, write_table
 from semanticseg.recipe import Recipe
 from semanticseg.schema import Instance, length_bucket, to_table
@@ -171,12 +172,34 @@ def save_dataset_dict(out_dir: Path, shards: list[Path]) -> Path:
     return target
 
 
+HUB_PREFIX = "hub:"
+
+
+def publish_target(target: str) -> tuple[str, str]:
+    """Where --push-to-hub points: ("hub", "owner/name") for "hub:owner/name", else ("files", folder or fsspec URL).
+
+    A bare "owner/name" that is not an existing folder could mean either, so it is refused (UserError) rather
+    than guessed: a typo must not upload to the hub, nor a hub id be written to a local folder.
+    """
+    if target.startswith(HUB_PREFIX):
+        repo = target[len(HUB_PREFIX):]
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+            raise UserError(f"--push-to-hub {target}: a hub data set is hub:owner/name")
+        return "hub", repo
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", target) and not Path(target).exists():
+        raise UserError(
+            f"--push-to-hub {target}: say where: hub:{target} for the Hugging Face hub, or ./{target} for a local folder"
+        )
+    return "files", target
+
+
 def push(out_dir: Path, target: str, private: bool = False) -> str:
-    """Publish a release: a hub repo id ("owner/name") gets DatasetDict.push_to_hub; a local folder or fsspec
-    URL ("file://...", "s3://...") gets the same files the hub repo would hold (card + data/ shards)."""
+    """Publish a release: "hub:owner/name" gets DatasetDict.push_to_hub; a local folder or fsspec URL
+    ("file://...", "s3://...") gets the same files the hub repo would hold (card + data/ shards)."""
     import datasets
 
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", target) and not Path(target).exists() and "://" not in target:
+    kind, target = publish_target(target)
+    if kind == "hub":
         from huggingface_hub import HfApi
 
         dd = datasets.load_from_disk(str(out_dir / "dataset"))
@@ -215,6 +238,8 @@ def release(
     """
     from semanticseg.card import write_card
 
+    if push_to_hub:
+        publish_target(push_to_hub)  # a target that cannot work is an error before the release is built
     instances = gather(work_root, categories)
     groups = near_duplicate_groups(instances, recipe.near_duplicate_jaccard)
     labels = assign_splits(instances, groups, recipe.splits, recipe.seed)

@@ -160,7 +160,7 @@ def test_push_to_a_hub_repo_offline_fails_with_advice(released, monkeypatch):
     # The real DatasetDict.push_to_hub path, stopped by the hub client's own offline switch before any request.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PublishError, match="offline mode is enabled.*hf auth login"):
-        push(out, "someone/semanticseg-test")
+        push(out, "hub:someone/semanticseg-test")
 
 
 def test_a_tiny_release_omits_empty_splits_and_loads_back(tmp_path, release_instances):

@@ -50,11 +50,18 @@ def parse_name(spec: str) -> tuple[str, dict[str, Any]]:
     return kind, options
 
 
+def check_names(specs: list[str]) -> list[str]:
+    """specs, if every one names a registered annotator (checked before any work starts); else ValueError."""
+    for spec in specs:
+        kind = parse_name(spec)[0]
+        if kind not in REGISTRY:
+            raise ValueError(f"unknown annotator {kind!r}; known: {', '.join(sorted(REGISTRY))}")
+    return specs
+
+
 def get_annotator(name: str, **options: Any) -> Annotator:
     """Build the annotator registered under name (a name may carry ':model#sample') with options."""
-    kind, parsed = parse_name(name)
-    if kind not in REGISTRY:
-        raise ValueError(f"unknown annotator {kind!r}; known: {', '.join(sorted(REGISTRY))}")
+    kind, parsed = parse_name(check_names([name])[0])
     module, _, cls = REGISTRY[kind].partition(":")
     return getattr(importlib.import_module(module), cls)(**(options | parsed))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from semanticseg.cli import app
-from semanticseg.commands.common import console, fail, progress_bar
+from semanticseg.commands.common import console, fail, progress_bar, writable_folder
 
 llm_app = typer.Typer(help="The offline default LLM: SmolLM2-135M-Instruct behind a local OpenAI-compatible server.",
                       no_args_is_help=True)
@@ -33,7 +33,7 @@ def _work_dirs(work: Path, categories: list[str] | None, needs: str) -> list[Pat
 
 @app.command("candidates")
 def candidates_cmd(
-    work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP),
+    work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
     category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
     encoding: str = typer.Option("cl100k_base", "--encoding", help="tiktoken encoding for token offsets (cl100k_base works offline)."),
     force: bool = typer.Option(False, "--force", help="Recompute even when candidates.parquet is complete for these inputs."),
@@ -69,26 +69,71 @@ def _llm_specs(annotators: list[str], models: list[str] | None, samples: int) ->
     return specs
 
 
+# The LLM endpoint options, shared by `propose` and `build`; their defaults come from one place, _llm_defaults.
+_LLM_PANEL = "LLM annotator (an OpenAI-compatible endpoint, or the local server)"
+LLM_BASE_URL = typer.Option(None, "--llm-base-url", envvar="OPENAI_BASE_URL", rich_help_panel=_LLM_PANEL,
+                            help="OpenAI-compatible endpoint (e.g. http://host:8000/v1). Unset: the local SmolLM2 server is started.")
+LLM_MODEL = typer.Option(None, "--llm-model", rich_help_panel=_LLM_PANEL, help="Model name at the endpoint (repeatable: one annotator per model).")
+LLM_SAMPLES = typer.Option(1, "--llm-samples", rich_help_panel=_LLM_PANEL, min=1, help="Answers per model: sample 0 is greedy, the others seeded draws.")
+TEMPERATURE = typer.Option(None, "--temperature", rich_help_panel=_LLM_PANEL, min=0.0, help="Sampling temperature of samples 1.. (sample 0 is greedy; default 0.8).")
+CONCURRENCY = typer.Option(None, "--concurrency", rich_help_panel=_LLM_PANEL, min=1, help="Requests in flight at once, per LLM annotator (default 4; for the local server, the recipe's offline.llm_options).")
+TIMEOUT = typer.Option(None, "--timeout", rich_help_panel=_LLM_PANEL, min=1.0, help="Seconds before one request is abandoned, then retried (default 120; local server: the recipe's).")
+MAX_RETRIES = typer.Option(None, "--max-retries", rich_help_panel=_LLM_PANEL, min=0, help="Retries with exponential backoff on 429, 5xx, timeouts and connection errors (default 4; local server: the recipe's).")
+WINDOW_TOKENS = typer.Option(None, "--window-tokens", rich_help_panel=_LLM_PANEL, min=64, help="Longest text shown to the LLM at once; longer documents are split into overlapping windows (default 3000; local server: the recipe's).")
+OVERLAP_TOKENS = typer.Option(None, "--overlap-tokens", rich_help_panel=_LLM_PANEL, min=0, help="Overlap between consecutive windows (default 300; local server: the recipe's).")
+LLM_MAX_TOKENS = typer.Option(None, "--max-tokens", rich_help_panel=_LLM_PANEL, min=8, help="Cap on the LLM answer length (default 512; local server: the recipe's).")
+
+
+def llm_settings(annotators: list[str], llm_base_url: str | None, llm_model: list[str] | None, llm_samples: int,
+                 temperature: float | None, concurrency: int | None, timeout: float | None, max_retries: int | None,
+                 window_tokens: int | None, overlap_tokens: int | None, max_tokens: int | None,
+                 local_options: dict | None = None) -> tuple[list[str], dict]:
+    """The annotator names (each bare 'llm' expanded per model and sample) and the LLM options, checked.
+
+    Unset options take the LLM annotator's defaults; for the local CPU server (no --llm-base-url), the
+    release recipe's offline.llm_options over them (local_options; default: the shipped recipe's).
+    """
+    from semanticseg.annotators.base import check_names
+
+    try:
+        check_names(annotators)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    given = {"temperature": temperature, "concurrency": concurrency, "timeout_s": timeout, "max_retries": max_retries,
+             "window_tokens": window_tokens, "overlap_tokens": overlap_tokens, "max_tokens": max_tokens}
+    # A remote endpoint serves requests in parallel; the local CPU server answers one at a time, slowly, so
+    # it gets the recipe's settings for it (the same ones `build` uses) unless the user sets them.
+    defaults = _llm_defaults(local_options if llm_base_url is None else {})
+    given = {k: defaults[k] if v is None else v for k, v in given.items()}
+    if given["overlap_tokens"] >= given["window_tokens"]:
+        raise fail("--overlap-tokens must be smaller than --window-tokens")
+    if "llm" not in annotators and (llm_model or llm_samples > 1):
+        console.print("[yellow]note:[/] --llm-model/--llm-samples only expand a plain `llm` annotator")
+    specs = _llm_specs(annotators, llm_model, llm_samples)
+    if llm_base_url and any(s.startswith("llm") for s in specs) and not llm_model and not any(s.startswith("llm:") for s in specs):
+        raise fail("--llm-base-url needs --llm-model (the model name the endpoint serves)")
+    return specs, {"base_url": llm_base_url, **given}
+
+
 @app.command("propose")
 def propose_cmd(
-    work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP),
+    work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
     category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
     annotator: list[str] = typer.Option(
         ["structure", "similarity", "llm"], "--annotator", "-a",
         help="Annotator to run (repeatable): structure, similarity, llm, or llm:<model>#<sample>.",
     ),
     target_tokens: int = typer.Option(512, "--target-tokens", min=16, help="Granularity: the mean block length to aim for, in tokens."),
-    llm_base_url: str = typer.Option(None, "--llm-base-url", envvar="OPENAI_BASE_URL",
-                                     help="OpenAI-compatible endpoint (e.g. http://host:8000/v1). Unset: the local SmolLM2 server is started."),
-    llm_model: list[str] = typer.Option(None, "--llm-model", help="Model name at the endpoint (repeatable: one annotator per model)."),
-    llm_samples: int = typer.Option(1, "--llm-samples", min=1, help="Answers per model: sample 0 is greedy, the others seeded draws."),
-    temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="Sampling temperature of samples 1.. (sample 0 is greedy)."),
-    concurrency: int = typer.Option(None, "--concurrency", min=1, help="Requests in flight at once, per LLM annotator (default 4; for the local server, the recipe's offline.llm_options)."),
-    timeout: float = typer.Option(None, "--timeout", min=1.0, help="Seconds before one request is abandoned, then retried (default 120; local server: the recipe's)."),
-    max_retries: int = typer.Option(None, "--max-retries", min=0, help="Retries with exponential backoff on 429, 5xx, timeouts and connection errors (default 4; local server: the recipe's)."),
-    window_tokens: int = typer.Option(None, "--window-tokens", min=64, help="Longest text shown to the LLM at once; longer documents are split into overlapping windows (default 3000; local server: the recipe's)."),
-    overlap_tokens: int = typer.Option(None, "--overlap-tokens", min=0, help="Overlap between consecutive windows (default 300; local server: the recipe's)."),
-    max_tokens: int = typer.Option(None, "--max-tokens", min=8, help="Cap on the LLM answer length (default 512; local server: the recipe's)."),
+    llm_base_url: str = LLM_BASE_URL,
+    llm_model: list[str] = LLM_MODEL,
+    llm_samples: int = LLM_SAMPLES,
+    temperature: float = TEMPERATURE,
+    concurrency: int = CONCURRENCY,
+    timeout: float = TIMEOUT,
+    max_retries: int = MAX_RETRIES,
+    window_tokens: int = WINDOW_TOKENS,
+    overlap_tokens: int = OVERLAP_TOKENS,
+    max_tokens: int = LLM_MAX_TOKENS,
     retry_failed: bool = typer.Option(True, "--retry-failed/--keep-failed", help="On a rerun, ask again for proposals that failed before."),
 ) -> None:
     """Propose cuts with several annotators; resumable (Ctrl-C loses nothing, a rerun continues).
@@ -104,20 +149,8 @@ def propose_cmd(
     """
     from semanticseg.annotators.propose import run_propose
 
-    given = {"concurrency": concurrency, "timeout_s": timeout, "max_retries": max_retries,
-             "window_tokens": window_tokens, "overlap_tokens": overlap_tokens, "max_tokens": max_tokens}
-    # A remote endpoint serves requests in parallel; the local CPU server answers one at a time, slowly, so
-    # it gets the recipe's settings for it (the same ones `build` uses) unless the user sets them.
-    defaults = _llm_defaults(local=llm_base_url is None)
-    given = {k: defaults[k] if v is None else v for k, v in given.items()}
-    if given["overlap_tokens"] >= given["window_tokens"]:
-        raise fail("--overlap-tokens must be smaller than --window-tokens")
-    if "llm" not in annotator and (llm_model or llm_samples > 1):
-        console.print("[yellow]note:[/] --llm-model/--llm-samples only expand a plain `-a llm`")
-    specs = _llm_specs(annotator, llm_model, llm_samples)
-    if llm_base_url and any(s.startswith("llm") for s in specs) and not llm_model and not any(s.startswith("llm:") for s in specs):
-        raise fail("--llm-base-url needs --llm-model (the model name the endpoint serves)")
-    options = {"base_url": llm_base_url, "temperature": temperature, **given}
+    specs, options = llm_settings(annotator, llm_base_url, llm_model, llm_samples, temperature, concurrency, timeout,
+                                  max_retries, window_tokens, overlap_tokens, max_tokens)
     for work_dir in _work_dirs(work, category, "candidates.parquet"):
         with progress_bar() as progress:
             try:
@@ -128,15 +161,15 @@ def propose_cmd(
         _propose_table(work_dir.name, summary)
 
 
-def _llm_defaults(local: bool) -> dict:
-    """The LLM annotator's own defaults; for the local CPU server, the recipe's settings over them."""
+def _llm_defaults(local_options: dict | None) -> dict:
+    """The LLM annotator's own defaults, with local_options over them (None: the shipped recipe's offline.llm_options)."""
     import inspect
 
     from semanticseg.annotators.llm import LLMAnnotator
     from semanticseg.recipe import load_recipe
 
     defaults = {name: p.default for name, p in inspect.signature(LLMAnnotator).parameters.items()}
-    return {**defaults, **load_recipe().offline_llm_options} if local else defaults
+    return {**defaults, **(load_recipe().offline_llm_options if local_options is None else local_options)}
 
 
 def _propose_table(category: str, summary: dict) -> None:
@@ -155,7 +188,7 @@ def _propose_table(category: str, summary: dict) -> None:
 
 @app.command("adjudicate")
 def adjudicate_cmd(
-    work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP),
+    work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
     category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0,
                                     help="Documents whose mean pairwise boundary similarity is under this go to human review."),

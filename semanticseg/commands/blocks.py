@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from semanticseg.cli import app
-from semanticseg.commands.common import console, fail, progress_bar
+from semanticseg.commands.common import console, fail, progress_bar, writable_folder
 
 _DATA_HELP = ("A release (folder or instances.parquet: text + cuts), documents.parquet, or a Hugging Face data set id "
               "(owner/name[:config], e.g. nvidia/ChatQA2-Long-SFT-data:long_sft; online); documents without cuts are cut by --segmenter, else by structure cuts.")
@@ -40,7 +40,7 @@ def distill_cmd(
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
     segmenter: Path | None = typer.Option(None, "--segmenter", help=_SEGMENTER_HELP),
     text_field: str = typer.Option("text", "--text-field", help=_TEXT_FIELD_HELP),
-    out: Path = typer.Option(..., "--out", help="Run folder: config.json, train_log.jsonl, checkpoint.pt (resumes), model/."),
+    out: Path = typer.Option(..., "--out", callback=writable_folder, help="Run folder: config.json, train_log.jsonl, checkpoint.pt (resumes), model/."),
     mode: str = typer.Option("distill", "--mode", help="distill (teacher -> block student) or lm (block fine-tuning baseline: final-block LM loss, no teacher)."),
     block_sinks: bool = typer.Option(True, "--block-sinks/--no-block-sinks", help="Put a sink token (BOS) at the head of every context block."),
     block_dropout: float = typer.Option(0.9, "--block-dropout", min=0.0, max=1.0, help="Probability that a context block is isolated each step (the rest attend to everything before them); 1.0 = every block isolated (no block dropout). 0.9 was chosen on dev sets (docs/distill_results.md)."),
@@ -95,7 +95,7 @@ def eval_blocks_cmd(
     segmenter: Path | None = typer.Option(None, "--segmenter", help=_SEGMENTER_HELP),
     text_field: str = typer.Option("text", "--text-field", help=_TEXT_FIELD_HELP),
     student: list[str] = typer.Option([], "--student", help="NAME=MODEL_DIR of a model written by distill; repeat for several."),
-    out: Path = typer.Option(..., "--out", help="Folder for results.json, results.md (table), results.png (plot), eval_config.json."),
+    out: Path = typer.Option(..., "--out", callback=writable_folder, help="Folder for results.json, results.md (table), results.png (plot), eval_config.json."),
     max_windows: int = typer.Option(64, "--max-windows", min=1, help="Held-out windows to score."),
     probes: int = typer.Option(32, "--probes", min=1, help="Retrieval probes (a fact in one block, asked in the final block)."),
     context_tokens: int = typer.Option(1536, "--context-tokens", help="Model tokens of context blocks per window."),

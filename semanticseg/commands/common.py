@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from semanticseg.errors import UserError
 
 console = Console(stderr=True)
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a clear error and return the Exit to raise (usage: raise fail("...")) ."""
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
+def fail(message: str, code: int = 2) -> UserError:
+    """The error to raise for a user mistake (usage: raise fail("...")); cli.py prints it as one line."""
+    return UserError(message, code)
+
+
+def writable_folder(ctx: Any, param: Any, value: Path | None) -> Path | None:
+    """Option callback for output folders (--work, --out): a path that is a file, or a folder that cannot be
+    written, is reported while the options are read, before any work; nothing is created here."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    option = f"{param.opts[0]} {value}"
+    existing = next(p for p in (value, *value.parents) if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        what = "" if existing == value else f" ({existing} is a file)"
+        raise UserError(f"{option}: not a folder{what}; give the path of a folder (it is created if missing)")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise UserError(f"{option}: cannot write in {existing} ({err.strerror}); choose a folder you can write to") from None
+    return value
 
 
 @contextmanager

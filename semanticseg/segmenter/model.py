@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ConfigDict, with_config
 from torch import nn
 
+from semanticseg.errors import UserError, validated
 from semanticseg.segmenter.decode import decode
 from semanticseg.segmenter.units import N_FEATURES, OFFLINE_ENCODER, Units, doc_units, embed_units, load_encoder, unit_features
 from semanticseg.segmenter.voters import N_VOTER_FEATURES, voter_features
@@ -30,6 +32,7 @@ from semanticseg.tokens import DEFAULT_ENCODING, span_tokens, token_starts
 WIDTHS = (1, 2, 4, 8)  # units on each side of a candidate whose mean embeddings are compared
 
 
+@with_config(ConfigDict(extra="forbid"))  # config.json is checked key by key when loaded
 @dataclass
 class SegmenterConfig:
     """Everything needed to rebuild the network and its inputs (saved as config.json)."""
@@ -138,11 +141,30 @@ def decode_probabilities(token_offsets: list[int], n_tokens: int, probs: np.ndar
 
 
 def check_segmenter_dir(path: str | Path) -> Path:
-    """path, if it holds a saved segmenter (config.json + model.safetensors); else FileNotFoundError."""
+    """path, if it holds a readable segmenter: FileNotFoundError when a file is missing, UserError when
+    config.json does not fit SegmenterConfig or model.safetensors is damaged (both checked without torch work)."""
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
     if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
         raise FileNotFoundError(f"{path}: not a segmenter folder (needs config.json and model.safetensors; make one with semanticseg train-segmenter)")
+    read_config(path)
+    try:
+        with safe_open(str(path / "model.safetensors"), framework="numpy"):
+            pass
+    except SafetensorError as err:
+        raise UserError(f"{path / 'model.safetensors'}: damaged or not a safetensors file ({err}); retrain or copy the model folder again") from None
     return path
+
+
+def read_config(path: Path) -> SegmenterConfig:
+    """SegmenterConfig from path/config.json; UserError naming the file and key when it does not fit."""
+    where = path / "config.json"
+    try:
+        raw = json.loads(where.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{where}: not valid JSON ({err})") from None
+    return validated(SegmenterConfig, raw, str(where))
 
 
 class Segmenter:
@@ -158,9 +180,12 @@ class Segmenter:
         from safetensors.torch import load_file
 
         path = check_segmenter_dir(path)
-        config = SegmenterConfig(**json.loads((path / "config.json").read_text()))
-        segmenter = cls(config)
-        segmenter.net.load_state_dict(load_file(str(path / "model.safetensors")))
+        segmenter = cls(read_config(path))
+        try:
+            segmenter.net.load_state_dict(load_file(str(path / "model.safetensors")))
+        except RuntimeError as err:  # missing, unexpected or mis-shaped tensors
+            first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+            raise UserError(f"{path / 'model.safetensors'}: its weights do not fit config.json ({first}); save both from one model") from None
         return segmenter
 
     def save(self, path: str | Path) -> None:
