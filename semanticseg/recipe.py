@@ -2,6 +2,8 @@
 
 `build`, `release` and `validate` all read the same recipe, so the block bounds the build enforces are the
 ones the validator checks, and the targets the build reports its shortfall against are the ones in the card.
+The file is checked against a pydantic schema (which also holds the defaults), so a misspelt key or a value
+out of range is an error naming the file and the key, never a silent default.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class _LLMOptions(_Section):
     overlap_tokens: int | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=8)
     temperature: float | None = Field(None, ge=0)
+    structured: bool | None = None
 
 
 class _Offline(_Section):
