@@ -227,11 +227,15 @@ def test_a_bare_owner_name_push_target_is_refused_before_the_release(tmp_path, m
     assert not (tmp_path / "out").exists()
 
 
-def test_a_dot_slash_push_target_is_a_local_folder(released, tmp_path, monkeypatch):
-    from semanticseg.release import push, publish_target
+def test_a_dot_slash_push_target_is_a_local_folder(tmp_path, monkeypatch):
+    from semanticseg.release import publish_target, push
 
-    out, _ = released
+    out = tmp_path / "release"
+    (out / "data").mkdir(parents=True)
+    (out / "README.md").write_text("card")
+    (out / "data" / "train-00000-of-00001.parquet").write_bytes(b"PAR1")
     monkeypatch.chdir(tmp_path)
     assert publish_target("hub:owner/name") == ("hub", "owner/name")
     push(out, "./backup/name")
-    assert (tmp_path / "backup" / "name" / "README.md").exists() and list((tmp_path / "backup" / "name" / "data").glob("*.parquet"))
+    assert (tmp_path / "backup" / "name" / "README.md").read_text() == "card"
+    assert (tmp_path / "backup" / "name" / "data" / "train-00000-of-00001.parquet").exists()

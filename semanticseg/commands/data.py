@@ -141,8 +141,8 @@ def build_cmd(
     The LLM options are `propose`'s; without --llm-base-url the local server runs with the recipe's offline.llm_options.
     """
     from semanticseg.build import BuildConfig, build
-    from semanticseg.recipe import load_recipe
     from semanticseg.collect import CATEGORIES
+    from semanticseg.recipe import load_recipe
 
     recipe = load_recipe(recipe_path)
     if source not in {"offline", "online"}:
@@ -222,8 +222,8 @@ def release_cmd(
       semanticseg release --push-to-hub hub:my-org/SemanticSeg
       semanticseg release --out /data/semanticseg --push-to-hub /mnt/share/semanticseg
     """
-    from semanticseg.release import PublishError, ReleaseInvalid, release
     from semanticseg.recipe import load_recipe
+    from semanticseg.release import PublishError, ReleaseInvalid, release
 
     recipe = load_recipe(recipe_path)
     try:
@@ -246,8 +246,8 @@ def validate_cmd(
 
     Exits 1 when any check fails. Example: semanticseg validate work/release
     """
-    from semanticseg.validate import MAX_ERRORS_SHOWN, validate_path
     from semanticseg.recipe import load_recipe
+    from semanticseg.validate import MAX_ERRORS_SHOWN, validate_path
 
     recipe = load_recipe(recipe_path)
     try:
