@@ -6,12 +6,14 @@ are a near miss whatever their distance in tokens. Per document and annotator pa
 a strict majority of the annotators cut within the tolerance of it; of neighbouring winners, the one
 most annotators cut exactly is kept. A document whose mean pairwise boundary similarity is under the
 threshold is disputed and goes to human review. Failed proposals do not vote; a human decision already
-in consensus.parquet is kept.
+in consensus.parquet is kept. Several human reviewers of one document are merged and scored by the same
+rules (majority_cuts, mean_agreement).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +22,12 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from semanticseg.io import fingerprint, mark_done, read_records, write_json, write_records
+from semanticseg.io import fingerprint, is_done, mark_done, read_records, read_summary, write_json, write_records
 from semanticseg.metrics import boundary_f1, boundary_similarity, candidate_positions
 from semanticseg.schema import Candidates, Consensus, Document, Proposal
+
+
+DEFAULT_TOLERANCE = 1  # cuts this many candidates apart still agree
 
 
 @dataclass(slots=True)
@@ -67,6 +72,34 @@ def consensus_positions(votes: list[list[int]], tolerance: int) -> list[int]:
     return sorted(chosen)
 
 
+def similarity(a: list[int], b: list[int], n: int, tolerance: int = DEFAULT_TOLERANCE) -> float:
+    """Boundary similarity of two segmentations in candidate units (n units); near misses up to `tolerance` apart."""
+    return boundary_similarity(a, b, n, n_t=tolerance + 1)
+
+
+def mean_agreement(positions: list[list[int]], n: int, tolerance: int = DEFAULT_TOLERANCE) -> float | None:
+    """Mean pairwise boundary similarity of several segmentations in candidate units; None with fewer than two."""
+    pairs = [similarity(a, b, n, tolerance) for a, b in itertools.combinations(positions, 2)]
+    return mean(pairs) if pairs else None
+
+
+def majority_cuts(cut_lists: list[list[int]], offsets: list[int], tolerance: int = DEFAULT_TOLERANCE) -> list[int]:
+    """Char-offset cuts made by a strict majority of the cut lists within `tolerance` candidates."""
+    positions = [candidate_positions(cuts, offsets) for cuts in cut_lists]
+    return [offsets[p - 1] for p in consensus_positions(positions, tolerance)]
+
+
+def awaiting_review(consensus: list[Consensus]) -> list[Consensus]:
+    """The disputed documents no human has decided yet (what disputed.parquet holds)."""
+    return [c for c in consensus if c.disputed and not c.human_reviewed]
+
+
+def recorded_tolerance(work_dir: Path) -> int:
+    """The tolerance the last adjudicate of work_dir used (the default when it left no config)."""
+    path = Path(work_dir) / "adjudicate.config.json"
+    return int(json.loads(path.read_text()).get("tolerance", DEFAULT_TOLERANCE)) if path.exists() else DEFAULT_TOLERANCE
+
+
 def adjudicate_document(doc: Document, candidates: Candidates, proposals: list[Proposal], threshold: float,
                         tolerance: int) -> tuple[Consensus, list[PairAgreement]]:
     """Consensus and pairwise agreement for one document from its ok proposals."""
@@ -75,7 +108,7 @@ def adjudicate_document(doc: Document, candidates: Candidates, proposals: list[P
     positions = [candidate_positions(p.cuts, candidates.offsets) for p in ok]
     pairs = [
         PairAgreement(doc.id, doc.category, ok[i].annotator, ok[j].annotator,
-                      boundary_similarity(positions[i], positions[j], n, n_t=tolerance + 1),
+                      similarity(positions[i], positions[j], n, tolerance),
                       boundary_f1(positions[i], positions[j], tolerance=tolerance).f1)
         for i, j in itertools.combinations(range(len(ok)), 2)
     ]
@@ -112,8 +145,11 @@ def agreement_table(pairs: list[PairAgreement]) -> list[dict[str, Any]]:
     ]
 
 
-def run_adjudicate(work_dir: Path, threshold: float = 0.5, tolerance: int = 1) -> dict[str, Any]:
-    """Read WORK/{documents,candidates,proposals}.parquet; write consensus, agreement and disputed parquet."""
+def run_adjudicate(work_dir: Path, threshold: float = 0.5, tolerance: int = DEFAULT_TOLERANCE, force: bool = False) -> dict[str, Any]:
+    """Read WORK/{documents,candidates,proposals}.parquet; write consensus, agreement and disputed parquet.
+
+    Skips (summary["skipped"] = True) when consensus.parquet is complete for the same proposals and settings.
+    """
     if not 0.0 <= threshold <= 1.0 or tolerance < 0:
         raise ValueError("threshold must be in [0, 1] and tolerance >= 0")
     work_dir = Path(work_dir)
@@ -125,13 +161,17 @@ def run_adjudicate(work_dir: Path, threshold: float = 0.5, tolerance: int = 1) -
     out = work_dir / "consensus.parquet"
     human = {c.doc_id: c for c in read_records(out, Consensus) if c.human_reviewed} if out.exists() else {}
     settings = {"stage": "adjudicate", "threshold": threshold, "tolerance": tolerance}
+    fp = fingerprint(settings, work_dir / "proposals.parquet")
+    if not force and is_done(out, fp):
+        # Human review may have settled disputes since: count what is still waiting, as below.
+        return read_summary(out) | {"disputed": len(awaiting_review(read_records(out, Consensus))), "skipped": True}
     write_json(work_dir / "adjudicate.config.json", settings)
     consensus, pairs = [], []
     for doc in documents:
         record, doc_pairs = adjudicate_document(doc, candidates[doc.id], proposals.get(doc.id, []), threshold, tolerance)
         consensus.append(human.get(doc.id, record))
         pairs += doc_pairs
-    disputed = [c for c in consensus if c.disputed and not c.human_reviewed]
+    disputed = awaiting_review(consensus)
     write_records(work_dir / "agreement.parquet", pairs, PairAgreement)
     write_records(work_dir / "disputed.parquet", disputed, Consensus)
     write_records(out, consensus, Consensus)
@@ -142,5 +182,5 @@ def run_adjudicate(work_dir: Path, threshold: float = 0.5, tolerance: int = 1) -
         "mean_agreement": round(mean(c.agreement for c in consensus), 3) if consensus else None,
         "table": agreement_table(pairs),
     }
-    mark_done(out, fingerprint(settings, work_dir / "proposals.parquet"), summary)
+    mark_done(out, fp, summary)
     return summary

@@ -48,7 +48,7 @@ class CategoryReport:
     documents: int
     instances: int
     dropped: dict[str, int]
-    disputed: int
+    disputed: int  # still waiting for a human decision
     human_reviewed: int
     agreement: float
     built: dict[str, int]  # length bucket -> instances
@@ -136,7 +136,7 @@ def build_category(
             work_dir, annotators=config.annotators, target_tokens=config.target_tokens, llm_options=llm_options, progress=progress
         ))
     with _stage(progress, overall, f"{category}: adjudicate"):
-        mark("adjudicate", run_adjudicate(work_dir, threshold=config.agreement_threshold))
+        mark("adjudicate", run_adjudicate(work_dir, threshold=config.agreement_threshold, force=config.force))
     with _stage(progress, overall, f"{category}: review"):
         stages["review"] = _review(work_dir, config.label_studio_url, api_key, progress)
     with _stage(progress, overall, f"{category}: instances"):
@@ -146,6 +146,8 @@ def build_category(
 
 
 def _report(category: str, work_dir: Path, recipe: Recipe, stages: dict[str, str], summary: dict[str, Any]) -> CategoryReport:
+    from semanticseg.adjudicate import awaiting_review
+
     rows: list[Instance] = read_records(work_dir / "instances.parquet", Instance)
     consensus: list[Consensus] = read_records(work_dir / "consensus.parquet", Consensus)
     built = Counter(length_bucket(r.n_tokens) for r in rows)
@@ -156,7 +158,7 @@ def _report(category: str, work_dir: Path, recipe: Recipe, stages: dict[str, str
         documents=summary.get("documents", 0),
         instances=len(rows),
         dropped=summary.get("dropped", {}),
-        disputed=sum(c.disputed for c in consensus),
+        disputed=len(awaiting_review(consensus)),  # as adjudicate counts: not yet decided by a human
         human_reviewed=sum(r.human_reviewed for r in rows),
         agreement=round(sum(r.agreement for r in rows) / len(rows), 4) if rows else 0.0,
         built={b: built.get(b, 0) for b in target},

@@ -26,6 +26,8 @@ class Stats:
     median_block_tokens: float
     agreement: float
     human_reviewed: float  # share of instances whose cuts a human decided
+    multi_reviewed: int = 0  # instances decided by two or more human reviewers
+    human_agreement: float | None = None  # their mean agreement (None when there are none)
 
 
 def stats(rows: list[Instance]) -> Stats:
@@ -33,6 +35,7 @@ def stats(rows: list[Instance]) -> Stats:
     if not rows:
         return Stats(0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     blocks = [b for r in rows for b in r.block_tokens]
+    between_humans = [r.human_agreement for r in rows if r.human_agreement is not None]
     return Stats(
         instances=len(rows),
         tokens=sum(r.n_tokens for r in rows),
@@ -42,6 +45,8 @@ def stats(rows: list[Instance]) -> Stats:
         median_block_tokens=float(statistics.median(blocks)),
         agreement=statistics.fmean(r.agreement for r in rows),
         human_reviewed=sum(r.human_reviewed for r in rows) / len(rows),
+        multi_reviewed=len(between_humans),
+        human_agreement=statistics.fmean(between_humans) if between_humans else None,
     )
 
 

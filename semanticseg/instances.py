@@ -75,6 +75,7 @@ def to_instance(doc: Document, cands: Candidates, cons: Consensus, recipe: Recip
         agreement=cons.agreement,
         human_reviewed=cons.human_reviewed,
         candidates=list(cands.offsets),
+        human_agreement=cons.human_agreement,
     )
 
 

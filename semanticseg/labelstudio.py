@@ -5,8 +5,11 @@ lines around each candidate the annotators disagree on, with a numbered marker a
 inside them. The reviewer ticks markers (a multiple-choice `Choices` over the candidates, pre-filled
 with the consensus; each annotator's proposal is a prediction). A choice's value is the candidate's
 character offset in the whole document, so a pulled decision maps back exactly; outside the windows
-the consensus stands. Pull writes human.parquet (HumanCuts) and merges it into the consensus so a
-human decision always wins; tasks not annotated yet stay queued and the next pull picks them up.
+the consensus stands. A project may ask for several reviewers per task (Label Studio's overlap,
+maximum_annotations): pull waits for all of them, keeps every reviewer's cuts, merges them by majority
+within the adjudication tolerance and scores how far the reviewers agree, with the same measure as
+adjudication. Pull writes human.parquet (HumanCuts) and merges it into the consensus so a human decision
+always wins; tasks not fully annotated yet stay queued and the next pull picks them up.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from semanticseg.adjudicate import DEFAULT_TOLERANCE, awaiting_review, majority_cuts, mean_agreement, recorded_tolerance, similarity
 from semanticseg.io import read_records, write_json, write_records
+from semanticseg.metrics import candidate_positions
 from semanticseg.recipe import package_data
 from semanticseg.schema import Candidates, Consensus, Document, HumanCuts
 
@@ -43,6 +48,7 @@ class PushConfig:
     project: str
     context_chars: int = 400
     batch_size: int = 50
+    reviewers: int | None = None  # reviewers per task; None: a new project gets 1, an existing one keeps its own
 
 
 @dataclass(slots=True)
@@ -58,10 +64,13 @@ class ReviewSummary:
     """What a push or pull did; skips say which task and why, so nothing is silently lost."""
 
     project_id: int = 0
+    project_url: str = ""
+    reviewers: int = 1  # reviewers each task waits for
     pushed: int = 0
     already_there: int = 0
     pulled: int = 0
     queued: int = 0
+    waiting_for_reviewers: int = 0  # of the queued: reviewed by some but not yet all of the reviewers
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -152,11 +161,9 @@ def build_task(doc: Document, candidates: Candidates, consensus: Consensus, cont
     return {"data": data, "predictions": predictions}
 
 
-def _similarity(a: list[int], b: list[int], candidates: list[int]) -> float:
-    """Boundary similarity of two cut lists counted in candidates: one candidate apart is a near miss."""
-    from semanticseg.metrics import boundary_similarity, candidate_positions
-
-    return boundary_similarity(candidate_positions(a, candidates), candidate_positions(b, candidates), len(candidates) + 1)
+def _similarity(a: list[int], b: list[int], candidates: list[int], tolerance: int = DEFAULT_TOLERANCE) -> float:
+    """Boundary similarity of two cut lists counted in candidates, as adjudication measures annotators."""
+    return similarity(candidate_positions(a, candidates), candidate_positions(b, candidates), len(candidates) + 1, tolerance)
 
 
 def annotation_cuts(result: list[dict[str, Any]], task_data: dict[str, Any], consensus: Consensus, candidates: Candidates) -> list[int]:
@@ -187,8 +194,8 @@ def apply_human(consensus: list[Consensus], human: list[HumanCuts]) -> list[Cons
     """Consensus rows with every human decision applied: a human decision always wins."""
     by_doc = {h.doc_id: h for h in human}
     return [
-        replace(c, cuts=list(by_doc[c.doc_id].cuts), human_reviewed=True, reviewer=by_doc[c.doc_id].reviewer)
-        if c.doc_id in by_doc
+        replace(c, cuts=list(h.cuts), human_reviewed=True, reviewer=h.reviewer, human_agreement=h.human_agreement)
+        if (h := by_doc.get(c.doc_id)) is not None
         else c
         for c in consensus
     ]
@@ -270,8 +277,12 @@ def _checked(project) -> Any:
     return project
 
 
-def _push_project(client, title: str, reset_config: bool):
-    """The project titled `title`, created with our config and instructions when missing."""
+def _push_project(client, title: str, reset_config: bool, reviewers: int | None):
+    """The project titled `title`, created with our config and instructions when missing.
+
+    reviewers (None: keep the project's own setting) is how many people review each task: Label Studio
+    shows every task to that many of them (overlap on all tasks).
+    """
     found = _find_project(client, title)
     if found is None:
         found = client.projects.create(
@@ -282,11 +293,27 @@ def _push_project(client, title: str, reset_config: bool):
             show_collab_predictions=True,
             model_version=CONSENSUS_MODEL,  # the reviewer starts from the consensus
             description="Disputed windows of SemanticSeg documents: tick where a new self-contained block starts.",
+            # A skipped task comes back to the one who skipped it (the default hands it to others, so a lone
+            # reviewer never sees it again).
+            skip_queue="REQUEUE_FOR_ME",
+            maximum_annotations=reviewers or 1,
+            overlap_cohort_percentage=100,
         )
-    elif reset_config:
-        client.projects.update(id=found.id, label_config=label_config(), expert_instruction=instructions())
+        return _checked(found)
+    changes: dict[str, Any] = {}
+    if reviewers is not None and found.maximum_annotations != reviewers:
+        changes |= {"maximum_annotations": reviewers, "overlap_cohort_percentage": 100}
+    if reset_config:
+        changes |= {"label_config": label_config(), "expert_instruction": instructions()}
+    if changes:
+        client.projects.update(id=found.id, **changes)
         found = client.projects.get(id=found.id)
     return _checked(found)
+
+
+def project_url(url: str, project_id: int) -> str:
+    """The page of a project's tasks in Label Studio."""
+    return f"{url.rstrip('/')}/projects/{project_id}/data"
 
 
 def _server_tasks(client, project_id: int, with_annotations: bool = False) -> dict[str, Any]:
@@ -307,19 +334,23 @@ def _read_human(work_dir: Path) -> list[HumanCuts]:
 
 
 def push(work_dir: Path, url: str, api_key: str, project: str | None = None, context_chars: int = 400,
-         reset_config: bool = False, progress=None) -> ReviewSummary:
+         reset_config: bool = False, reviewers: int | None = None, progress=None) -> ReviewSummary:
     """Create or reuse the category's project and import each disputed, not yet reviewed document once.
+
+    reviewers: how many people review each task (None: 1 for a new project, else the project's setting).
 
     Idempotent: tasks are matched to documents by the doc_id in their data, so pushing again (even
     after losing labelstudio_tasks.json) adds only what is missing, e.g. a task deleted in the UI.
     """
-    config = PushConfig(url=url, project=project or project_title(work_dir.name), context_chars=context_chars)
+    if reviewers is not None and reviewers < 1:
+        raise ReviewError(f"reviewers per task must be at least 1, got {reviewers}")
+    config = PushConfig(url=url, project=project or project_title(work_dir.name), context_chars=context_chars, reviewers=reviewers)
     docs, cands, consensus = _inputs(work_dir)
     reviewed = {h.doc_id for h in _read_human(work_dir)}
     client = connect(url, api_key)
     with _talking_to(url):
-        found = _push_project(client, config.project, reset_config)
-        summary = ReviewSummary(project_id=found.id)
+        found = _push_project(client, config.project, reset_config, reviewers)
+        summary = ReviewSummary(project_id=found.id, project_url=project_url(url, found.id), reviewers=found.maximum_annotations or 1)
         existing = _server_tasks(client, found.id)
         todo = []
         for c in (c for c in consensus if c.disputed and c.doc_id not in reviewed):
@@ -349,11 +380,20 @@ def _write_task_map(work_dir: Path, url: str, project, tasks: dict[str, Any]) ->
     )
 
 
-def _latest_annotation(task) -> dict[str, Any] | None:
-    """The newest submitted (not skipped) annotation of a task, as a dict."""
-    annotations = [a if isinstance(a, dict) else a.dict() for a in (task.annotations or [])]
-    done = [a for a in annotations if not a.get("was_cancelled")]
-    return max(done, key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""), default=None)
+def _submitted(task) -> list[dict[str, Any]]:
+    """Each reviewer's newest submitted (not skipped) annotation of a task, as dicts, oldest reviewer id first."""
+    newest: dict[Any, dict[str, Any]] = {}
+    for a in (a if isinstance(a, dict) else a.dict() for a in (task.annotations or [])):
+        if a.get("was_cancelled"):
+            continue
+        who = a.get("completed_by")
+        if who not in newest or _stamp(a) > _stamp(newest[who]):
+            newest[who] = a
+    return [newest[who] for who in sorted(newest, key=str)]
+
+
+def _stamp(annotation: dict[str, Any]) -> str:
+    return _iso(annotation.get("updated_at") or annotation.get("created_at"))
 
 
 def _iso(value: Any) -> str:
@@ -362,14 +402,53 @@ def _iso(value: Any) -> str:
     return str(value or "")
 
 
+def human_decision(consensus: Consensus, candidates: Candidates, task_id: int, task_data: dict[str, Any],
+                   annotations: list[dict[str, Any]], users: dict[Any, str], tolerance: int) -> HumanCuts:
+    """The reviewers' submitted annotations of one task -> one HumanCuts (ValueError: an annotation is unusable).
+
+    Every reviewer's cuts are kept; the decision is what a strict majority of them cut within `tolerance`
+    candidates (one reviewer: their cuts). Their agreement is measured over the candidates the task showed,
+    since outside the windows every reviewer keeps the consensus.
+    """
+    per_reviewer = []
+    for annotation in annotations:
+        try:
+            per_reviewer.append(annotation_cuts(annotation.get("result") or [], task_data, consensus, candidates))
+        except ValueError as error:
+            raise ValueError(f"annotation {annotation.get('id')}: {error}") from None
+    offsets = candidates.offsets
+    cuts = majority_cuts(per_reviewer, offsets, tolerance)
+    shown = [int(choice["value"]) for choice in task_data["candidates"]]
+    in_view = [candidate_positions(sorted(set(c) & set(shown)), shown) for c in per_reviewer]
+    reviewers = [users.get(a.get("completed_by"), f"user:{a.get('completed_by')}") for a in annotations]
+    newest = max(annotations, key=_stamp)
+    return HumanCuts(
+        doc_id=consensus.doc_id,
+        cuts=cuts,
+        reviewer=", ".join(reviewers),
+        task_id=int(task_id),
+        annotation_id=int(newest["id"]),
+        lead_time_s=float(sum(a.get("lead_time") or 0.0 for a in annotations)),
+        annotated_at=_stamp(newest),
+        agreement_with={
+            name: _similarity(cuts, a_cuts, offsets, tolerance) for name, a_cuts in zip(consensus.annotators, consensus.annotator_cuts)
+        },
+        reviewers=reviewers,
+        reviewer_cuts=per_reviewer,
+        human_agreement=mean_agreement(in_view, len(shown) + 1, tolerance),
+    )
+
+
 def pull(work_dir: Path, url: str, api_key: str, project: str | None = None) -> ReviewSummary:
     """Fetch submitted annotations, turn them into cuts, write human.parquet and merge into the consensus.
 
-    Documents without a submitted annotation stay queued; unusable annotations and deleted tasks are
-    recorded as skips (earlier human decisions for them are kept), and a later pull retries them.
+    A task is decided once as many reviewers as the project asks for (its maximum_annotations) submitted;
+    until then it stays queued. Unusable annotations and deleted tasks are recorded as skips (earlier human
+    decisions for them are kept), and a later pull retries them.
     """
     config = PullConfig(url=url, project=project or project_title(work_dir.name))
     _, cands, consensus = _inputs(work_dir)
+    tolerance = recorded_tolerance(work_dir)
     client = connect(url, api_key)
     with _talking_to(url):
         found = _find_project(client, config.project)
@@ -378,7 +457,8 @@ def pull(work_dir: Path, url: str, api_key: str, project: str | None = None) -> 
         _checked(found)
         server = _server_tasks(client, found.id, with_annotations=True)
         users = {u.id: (u.email or u.username or f"user:{u.id}") for u in client.users.list()}
-    summary = ReviewSummary(project_id=found.id)
+    needed = max(found.maximum_annotations or 1, 1)
+    summary = ReviewSummary(project_id=found.id, project_url=project_url(url, found.id), reviewers=needed)
     human = {h.doc_id: h for h in _read_human(work_dir)}
     known = _known_tasks(work_dir)
     for c in (c for c in consensus if c.disputed):
@@ -387,26 +467,16 @@ def pull(work_dir: Path, url: str, api_key: str, project: str | None = None) -> 
             if c.doc_id in known and c.doc_id not in human:
                 summary.skipped.append({"doc_id": c.doc_id, "task_id": known[c.doc_id], "reason": "task deleted in Label Studio: push again to re-create it"})
             continue
-        annotation = _latest_annotation(task)
-        if annotation is None:
+        annotations = _submitted(task)
+        if len(annotations) < needed:
             summary.queued += 1
+            summary.waiting_for_reviewers += bool(annotations)
             continue
         try:
-            cuts = annotation_cuts(annotation.get("result") or [], task.data, c, cands[c.doc_id])
+            human[c.doc_id] = human_decision(c, cands[c.doc_id], task.id, task.data, annotations, users, tolerance)
         except ValueError as error:
-            summary.skipped.append({"doc_id": c.doc_id, "task_id": task.id, "annotation_id": annotation.get("id"), "reason": str(error)})
+            summary.skipped.append({"doc_id": c.doc_id, "task_id": task.id, "reason": str(error)})
             continue
-        offsets = cands[c.doc_id].offsets
-        human[c.doc_id] = HumanCuts(
-            doc_id=c.doc_id,
-            cuts=cuts,
-            reviewer=users.get(annotation.get("completed_by"), f"user:{annotation.get('completed_by')}"),
-            task_id=int(task.id),
-            annotation_id=int(annotation["id"]),
-            lead_time_s=float(annotation.get("lead_time") or 0.0),
-            annotated_at=_iso(annotation.get("updated_at") or annotation.get("created_at")),
-            agreement_with={name: _similarity(cuts, a_cuts, offsets) for name, a_cuts in zip(c.annotators, c.annotator_cuts)},
-        )
         summary.pulled += 1
     records = sorted(human.values(), key=lambda h: h.doc_id)
     write_records(work_dir / "human.parquet", records, HumanCuts)
@@ -425,5 +495,4 @@ def _merge_into_consensus(work_dir: Path, consensus: list[Consensus], human: lis
     """Rewrite consensus.parquet with the human decisions applied, and disputed.parquet as what is still queued."""
     merged = apply_human(consensus, human)
     write_records(work_dir / "consensus.parquet", merged, Consensus)
-    # As adjudicate writes it: the disputed documents no human has decided yet.
-    write_records(work_dir / "disputed.parquet", [c for c in merged if c.disputed and not c.human_reviewed], Consensus)
+    write_records(work_dir / "disputed.parquet", awaiting_review(merged), Consensus)

@@ -121,7 +121,8 @@ class Consensus:
     disputed: bool  # agreement under the threshold: goes to human review
     disputed_offsets: list[int] = field(default_factory=list)  # candidates some but not all annotators cut at
     human_reviewed: bool = False
-    reviewer: str = ""
+    reviewer: str = ""  # the reviewers' e-mails, comma-separated
+    human_agreement: float | None = None  # between the reviewers (HumanCuts.human_agreement); None under two
 
     SCHEMA: ClassVar[pa.Schema] = pa.schema(
         [
@@ -134,22 +135,27 @@ class Consensus:
             ("disputed_offsets", _CUTS),
             ("human_reviewed", pa.bool_()),
             ("reviewer", pa.string()),
+            ("human_agreement", pa.float64()),
         ]
     )
 
 
 @dataclass(slots=True)
 class HumanCuts:
-    """A human reviewer's decision for one document, pulled from Label Studio."""
+    """The human decision for one document pulled from Label Studio: one reviewer's cuts, or the majority of several."""
 
     doc_id: str
-    cuts: list[int]
-    reviewer: str
+    cuts: list[int]  # with several reviewers: cut by a majority of them within the adjudication tolerance
+    reviewer: str  # the reviewers' e-mails, comma-separated
     task_id: int
-    annotation_id: int
-    lead_time_s: float
-    annotated_at: str  # ISO 8601
-    agreement_with: dict[str, float] = field(default_factory=dict)  # annotator -> boundary similarity
+    annotation_id: int  # the newest of the annotations
+    lead_time_s: float  # summed over the reviewers
+    annotated_at: str  # ISO 8601, the newest
+    agreement_with: dict[str, float] = field(default_factory=dict)  # annotator -> boundary similarity with `cuts`
+    reviewers: list[str] = field(default_factory=list)
+    reviewer_cuts: list[list[int]] = field(default_factory=list)  # aligned with reviewers
+    # Mean pairwise boundary similarity between the reviewers over the candidates they were shown; None under two.
+    human_agreement: float | None = None
 
     SCHEMA: ClassVar[pa.Schema] = pa.schema(
         [
@@ -161,6 +167,9 @@ class HumanCuts:
             ("lead_time_s", pa.float64()),
             ("annotated_at", pa.string()),
             ("agreement_with", pa.string()),  # JSON object
+            ("reviewers", pa.list_(pa.string())),
+            ("reviewer_cuts", pa.list_(_CUTS)),
+            ("human_agreement", pa.float64()),
         ]
     )
 
@@ -182,6 +191,7 @@ class Instance:
     agreement: float
     human_reviewed: bool
     candidates: list[int] = field(default_factory=list)  # the candidate offsets the cuts were chosen from
+    human_agreement: float | None = None  # between human reviewers of the document; None under two
 
     SCHEMA: ClassVar[pa.Schema] = pa.schema(
         [
@@ -198,6 +208,7 @@ class Instance:
             ("agreement", pa.float64()),
             ("human_reviewed", pa.bool_()),
             ("candidates", _CUTS),
+            ("human_agreement", pa.float64()),
         ]
     )
 
@@ -218,7 +229,8 @@ def to_table(records: list[Any], cls: type) -> pa.Table:
 
 def from_table(table: pa.Table, cls: type[R]) -> list[R]:
     """An Arrow table -> records of the dataclass type cls (JSON columns decoded)."""
-    rows = table.select([f.name for f in dataclasses.fields(cls)]).to_pylist()
+    # Columns added later (with defaults) may be missing from files written before them.
+    rows = table.select([f.name for f in dataclasses.fields(cls) if f.name in table.column_names]).to_pylist()
     for row in rows:
         for name in _JSON_FIELDS & row.keys():
             row[name] = json.loads(row[name]) if row[name] else {}

@@ -23,14 +23,33 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def labelstudio(tmp_path_factory):
+def labelstudio_dir(tmp_path_factory) -> Path:
+    """The data dir of the session's Label Studio (its credentials.json and server.json live there)."""
+    return tmp_path_factory.mktemp("labelstudio")
+
+
+@pytest.fixture(scope="session")
+def labelstudio(labelstudio_dir):
     """Credentials of a real Label Studio started once for the session (installed by scripts/install_labelstudio.sh)."""
     from semanticseg import labelstudio_server
 
-    data_dir = tmp_path_factory.mktemp("labelstudio")
-    creds, _ = labelstudio_server.serve(data_dir, port=_free_port(), timeout_s=420)
+    creds, _ = labelstudio_server.serve(labelstudio_dir, port=_free_port(), timeout_s=420)
     yield creds
-    labelstudio_server.stop(data_dir)
+    labelstudio_server.stop(labelstudio_dir)
+
+
+def join_as_reviewer(url: str, admin, email: str, password: str) -> str:
+    """Sign a second reviewer up through the organisation's invite link, as a team member does in the
+    browser, and return their own API token."""
+    import httpx
+
+    invite = admin.organizations.invites.get_invite_link().invite_url
+    with httpx.Client(base_url=url) as browser:
+        browser.get(invite)  # sets the CSRF cookie the signup form needs
+        form = {"email": email, "password": password, "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
+        signup = browser.post(invite, data=form, headers={"Referer": url + invite})
+        assert signup.status_code == 302, signup.text[:500]
+        return browser.get("/api/current-user/token").raise_for_status().json()["token"]
 
 
 def _consensus(doc: Document, cands: Candidates, disputed: bool) -> Consensus:

@@ -74,7 +74,9 @@ def test_single_annotator_goes_to_review_and_human_decisions_are_kept(work):
     human = consensus[0]
     human.cuts, human.human_reviewed, human.disputed, human.reviewer = [c["d0"][7]], True, False, "ann@example.org"
     write_records(tmp_path / "consensus.parquet", consensus, Consensus)
-    run_adjudicate(tmp_path)
+    skipped = run_adjudicate(tmp_path)  # same proposals and settings: nothing to redo
+    assert skipped["skipped"] and skipped["disputed"] == 2  # counted as now: d0 has its human decision
+    run_adjudicate(tmp_path, force=True)
     again = {r.doc_id: r for r in read_records(tmp_path / "consensus.parquet", Consensus)}
     assert again["d0"].human_reviewed and again["d0"].cuts == [c["d0"][7]]
     assert [d.doc_id for d in read_records(tmp_path / "disputed.parquet", Consensus)] == ["d1", "d2"]

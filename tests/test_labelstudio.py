@@ -29,6 +29,7 @@ from semanticseg.labelstudio import (
     push,
 )
 from semanticseg.schema import Candidates, Consensus, Document, HumanCuts
+from tests.fixtures_labelstudio import join_as_reviewer
 
 
 def _inputs(work_dir):
@@ -221,9 +222,149 @@ def test_personal_access_token_and_cli(labelstudio, review_dir, monkeypatch):
     pushed = runner.invoke(app, ["annotate", "push", "--category", "legal", "--work", str(work), "--project", "via cli"])
     assert pushed.exit_code == 0, pushed.output
     assert "2 tasks pushed" in pushed.output
+    project_id = json.loads((review_dir / "labelstudio_push.json").read_text())["summary"]["project_id"]
+    assert f"{labelstudio.url}/projects/{project_id}/data" in pushed.output.replace("\n", "")  # where to review
     pulled = runner.invoke(app, ["annotate", "pull", "--category", "legal", "--work", str(work), "--project", "via cli"])
     assert pulled.exit_code == 0 and "2 still queued" in pulled.output
     config = json.loads((review_dir / "labelstudio_pull.json").read_text())["config"]
     assert config == {"url": labelstudio.url, "project": "via cli"}
     missing = runner.invoke(app, ["annotate", "pull", "--category", "news", "--work", str(work)])
     assert missing.exit_code == 2 and "semanticseg adjudicate --category news" in missing.output.replace("\n", "")
+
+
+# ---------------------------------------------------------------- the server and a team of reviewers
+
+
+def _listening(port: int) -> set[str]:
+    import psutil
+
+    return {c.laddr.ip for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+
+
+@pytest.mark.slow
+def test_serve_listens_on_loopback_only(labelstudio):
+    port = int(labelstudio.url.rsplit(":", 1)[1])
+    assert _listening(port) == {"127.0.0.1"}
+
+
+@pytest.mark.slow
+def test_serve_tells_its_own_server_from_another_work_roots(labelstudio, labelstudio_dir, tmp_path):
+    from semanticseg import labelstudio_server
+
+    port = int(labelstudio.url.rsplit(":", 1)[1])
+    again, generated = labelstudio_server.serve(labelstudio_dir, port=port, timeout_s=30)
+    assert again == labelstudio and not generated  # our own server, identified by its data dir: reused
+    with pytest.raises(RuntimeError, match="taken by another Label Studio"):
+        labelstudio_server.serve(tmp_path / "other", port=port, timeout_s=30)
+    runner = CliRunner()
+    other = runner.invoke(app, ["annotate", "serve", "--work", str(tmp_path / "work"), "--port", str(port), "--bind", "0.0.0.0"])
+    output = " ".join(other.output.split())
+    assert other.exit_code == 2 and "warning" in output and "not loopback" in output and "taken by another Label Studio" in output
+    bad = runner.invoke(app, ["annotate", "serve", "--work", str(tmp_path / "work"), "--bind", "everywhere"])
+    assert bad.exit_code == 2 and "--bind must be an IP address" in " ".join(bad.output.split())
+
+
+def _next_task(url: str, token: str, project_id: int):
+    """What Label Studio's labeling stream hands this reviewer next (None when it has nothing)."""
+    import httpx
+
+    reply = httpx.get(f"{url}/api/projects/{project_id}/next", headers={"Authorization": f"Token {token}"}, timeout=60)
+    return reply.json()["id"] if reply.status_code == 200 else None
+
+
+@pytest.mark.slow
+def test_a_skipped_task_comes_back_to_a_lone_reviewer(labelstudio, review_dir):
+    url, key = labelstudio.url, labelstudio.token
+    summary = push(review_dir, url, key, project="lone reviewer")
+    client = connect(url, key)
+    skipped = []
+    for _ in range(summary.pushed):  # the reviewer skips every task in the stream
+        task_id = _next_task(url, key, summary.project_id)
+        client.annotations.create(id=task_id, result=[], was_cancelled=True)
+        skipped.append(task_id)
+    assert _next_task(url, key, summary.project_id) in skipped
+    assert pull(review_dir, url, key, project="lone reviewer").queued == 2  # a skip is no decision
+
+
+@pytest.mark.slow
+def test_two_reviewers_per_task_merge_by_majority_with_their_agreement(labelstudio, review_dir):
+    from semanticseg.adjudicate import mean_agreement
+    from semanticseg.card import render_card
+    from semanticseg.instances import run_instances
+    from semanticseg.metrics import candidate_positions
+    from semanticseg.recipe import load_recipe
+    from semanticseg.schema import Instance
+
+    url, key, title = labelstudio.url, labelstudio.token, "two reviewers"
+    summary = push(review_dir, url, key, project=title, reviewers=2)
+    admin = connect(url, key)
+    assert admin.projects.get(id=summary.project_id).maximum_annotations == 2
+    assert summary.reviewers == 2 and summary.project_url == f"{url}/projects/{summary.project_id}/data"
+    second = connect(url, join_as_reviewer(url, admin, "second@semanticseg.local", "second-reviewer-pw"))
+    ids = _task_ids(review_dir)
+    gpl = next(c for c in _inputs(review_dir)[2] if c.doc_id == "gpl-3")
+    both, one_only = gpl.disputed_offsets
+    admin.annotations.create(id=ids["gpl-3"], result=_choose([both, one_only]), lead_time=3.0)
+    second.annotations.create(id=ids["gpl-3"], result=_choose([both]), lead_time=4.0)
+    admin.annotations.create(id=ids["apache-2.0"], result=_choose([]), lead_time=1.0)  # one of two reviewers so far
+
+    pulled = pull(review_dir, url, key, project=title)
+    assert (pulled.pulled, pulled.queued, pulled.waiting_for_reviewers, pulled.skipped) == (1, 1, 1, [])
+    (human,) = read_records(review_dir / "human.parquet", HumanCuts)
+    assert human.reviewers == [labelstudio.username, "second@semanticseg.local"] and human.lead_time_s == 7.0
+    assert len(human.reviewer_cuts) == 2 and both in human.reviewer_cuts[1] and one_only in human.reviewer_cuts[0]
+    assert both in human.cuts and one_only not in human.cuts  # a cut one of two made is no majority
+    assert set(human.reviewer_cuts[0]) - set(human.cuts) == {one_only}
+    task = admin.tasks.get(id=ids["gpl-3"])
+    shown = [int(choice["value"]) for choice in task.data["candidates"]]
+    expected = mean_agreement([candidate_positions(sorted(set(c) & set(shown)), shown) for c in human.reviewer_cuts], len(shown) + 1)
+    assert 0.0 < human.human_agreement == expected < 1.0
+    merged = {c.doc_id: c for c in read_records(review_dir / "consensus.parquet", Consensus)}
+    assert merged["gpl-3"].human_agreement == expected and merged["gpl-3"].cuts == human.cuts
+    assert not merged["apache-2.0"].human_reviewed  # waits for its second reviewer
+
+    # The agreement between people reaches the released row and the data set card.
+    recipe = load_recipe()
+    run_instances(review_dir, recipe)
+    rows = {r.id: r for r in read_records(review_dir / "instances.parquet", Instance)}
+    assert rows["gpl-3"].human_agreement == expected and rows["mpl-2.0"].human_agreement is None
+    card = render_card({"train": list(rows.values())}, recipe)
+    assert "human agreement" in card and f"{expected:.3f} (1)" in card
+
+
+def _build(work, *extra):
+    args = ["build", "--category", "code", "--limit", "3", "--annotators", "structure", "--work", str(work), *extra]
+    return CliRunner().invoke(app, args)
+
+
+@pytest.mark.slow
+def test_build_reviews_with_the_served_token_and_counts_like_adjudicate(labelstudio, tmp_path, monkeypatch):
+    from dataclasses import asdict
+
+    from semanticseg.io import write_json
+
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    work = tmp_path / "work"
+    write_json(work / "labelstudio" / "credentials.json", asdict(labelstudio))  # what `annotate serve` keeps
+    first = _build(work, "--label-studio-url", labelstudio.url)  # no key given: the one serve kept
+    assert first.exit_code == 0, first.output
+    report = json.loads((work / "code" / "build_report.json").read_text())
+    assert report["stages"]["review"].startswith("ran (pushed 3") and report["disputed"] == 3  # one annotator: all disputed
+    wrong = _build(work, "--label-studio-url", labelstudio.url, "--api-key", "0" * 40)
+    assert wrong.exit_code == 2 and "refused the API token" in " ".join(wrong.output.split())  # --api-key wins
+
+    client = connect(labelstudio.url, labelstudio.token)
+    tasks = json.loads((work / "code" / "labelstudio_tasks.json").read_text())["tasks"]
+    reviewed = sorted(tasks)[0]
+    client.annotations.create(id=tasks[reviewed], result=[], lead_time=2.0)
+    second = _build(work, "--label-studio-url", labelstudio.url)
+    assert second.exit_code == 0, second.output
+    report = json.loads((work / "code" / "build_report.json").read_text())
+    stages = report["stages"]
+    assert stages["propose"] == stages["adjudicate"] == "skipped" and "pulled 1" in stages["review"]
+    assert stages["instances"] == "ran"  # the human decision changed the consensus
+    # Disputed as adjudication counts it: the reviewed document is no longer waiting.
+    assert (report["disputed"], report["human_reviewed"]) == (2, 1)
+    assert len(read_records(work / "code" / "disputed.parquet", Consensus)) == 2
+    assert "ran review, instances;" in " ".join(second.output.split())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from semanticseg.annotators.base import Annotator, get_annotator, parse_name
-from semanticseg.io import fingerprint, mark_done, read_records, write_json, write_records
+from semanticseg.io import fingerprint, is_done, mark_done, read_records, read_summary, write_json, write_records
 from semanticseg.schema import Candidates, Document, Proposal
 
 # LLM options that change answers (so they key the shards); the rest (concurrency, timeouts) do not.
@@ -68,7 +68,11 @@ def run_propose(
     retry_failed: bool = True,
     progress: Any = None,
 ) -> dict[str, Any]:
-    """Run the annotators over WORK/documents.parquet + candidates.parquet; write WORK/proposals.parquet."""
+    """Run the annotators over WORK/documents.parquet + candidates.parquet; write WORK/proposals.parquet.
+
+    Skips (summary["skipped"] = True) when proposals.parquet is complete for the same candidates and settings
+    and none of its proposals failed (failed ones are retried when retry_failed).
+    """
     work_dir = Path(work_dir)
     if target_tokens <= 0:
         raise ValueError("target_tokens must be positive")
@@ -79,6 +83,12 @@ def run_propose(
         raise ValueError(f"{len(missing)} documents have no candidates (e.g. {missing[0]}): rerun `semanticseg candidates`")
     llm_options = dict(llm_options or {})
     config = {"stage": "propose", "annotators": annotators, "target_tokens": target_tokens, "llm_options": llm_options}
+    out = work_dir / "proposals.parquet"
+    fp = fingerprint(config, work_dir / "candidates.parquet")
+    if is_done(out, fp):
+        done = read_summary(out)
+        if not (retry_failed and any(row.get("failed") for row in done.get("annotators", {}).values())):
+            return done | {"skipped": True}
     write_json(work_dir / "propose.config.json", config)
     built = build_annotators(annotators, work_dir, llm_options)
     keyed = {k: v for k, v in llm_options.items() if k in _ANSWER_OPTIONS}
@@ -91,10 +101,9 @@ def run_propose(
         for annotator in built:
             if hasattr(annotator, "close"):
                 annotator.close()
-    out = work_dir / "proposals.parquet"
     write_records(out, results, Proposal)
     summary = {"documents": len(documents), "annotators": _summarise(results, seconds, tokens)}
-    mark_done(out, fingerprint(config, work_dir / "candidates.parquet"), summary)
+    mark_done(out, fp, summary)
     return summary
 
 

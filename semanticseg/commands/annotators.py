@@ -175,7 +175,8 @@ def _llm_defaults(local_options: dict | None) -> dict:
 def _propose_table(category: str, summary: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"propose {category}: {summary['documents']} documents")
+    skipped = " (already complete: skipped)" if summary.get("skipped") else ""
+    table = Table(title=f"propose {category}: {summary['documents']} documents{skipped}")
     for column in ("annotator", "ok", "failed", "cuts", "requests", "cache hits", "prompt tok", "completion tok", "seconds"):
         table.add_column(column, justify="left" if column == "annotator" else "right")
     for name, row in summary["annotators"].items():
@@ -212,7 +213,8 @@ def adjudicate_cmd(
             summary = run_adjudicate(work_dir, threshold=threshold, tolerance=tolerance)
         except (ValueError, FileNotFoundError) as err:
             raise fail(str(err)) from None
-        table = Table(title=f"agreement {work_dir.name}: {summary['documents']} documents, {summary['disputed']} disputed")
+        skipped = " (already complete: skipped)" if summary.get("skipped") else ""
+        table = Table(title=f"agreement {work_dir.name}: {summary['documents']} documents, {summary['disputed']} disputed{skipped}")
         for column in ("category", "pair", "documents", "boundary similarity", "boundary F1"):
             table.add_column(column)
         for row in summary["table"]:

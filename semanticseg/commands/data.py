@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -113,10 +112,14 @@ def build_cmd(
     threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Agreement under which a document is disputed (default: the recipe's)."),
     label_studio_url: str = typer.Option(
         None, "--label-studio-url", envvar="LABEL_STUDIO_URL",
-        help="Push disputed documents to this Label Studio (token: $LABEL_STUDIO_API_KEY). Unset: the consensus stands, not human-reviewed.",
+        help="Push disputed documents to this Label Studio and pull the decisions made. Unset: the consensus stands, not human-reviewed.",
+    ),
+    api_key: str = typer.Option(
+        None, "--api-key",
+        help="Label Studio API token; else $LABEL_STUDIO_API_KEY, else the one `semanticseg annotate serve` kept in WORK/labelstudio.",
     ),
     recipe_path: Path = RECIPE,
-    force: bool = typer.Option(False, "--force", help="Redo the candidates and instances stages even when complete."),
+    force: bool = typer.Option(False, "--force", help="Redo the candidates, adjudicate and instances stages even when complete."),
     llm_base_url: str = LLM_BASE_URL,
     llm_model: list[str] = LLM_MODEL,
     llm_samples: int = LLM_SAMPLES,
@@ -167,10 +170,14 @@ def build_cmd(
         label_studio_url=label_studio_url or "",
         force=force,
     )
+    token = ""
+    if config.label_studio_url:
+        from semanticseg.labelstudio_server import connection
+
+        token = connection(work, config.label_studio_url, api_key)[1]
     try:
         with progress_bar() as progress:
-            reports = build(config, recipe, progress, label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY", ""),
-                            llm_options=llm_options)
+            reports = build(config, recipe, progress, label_studio_api_key=token, llm_options=llm_options)
     except (ValueError, RuntimeError, FileNotFoundError) as err:  # EmptySource, ReviewError and SourceMissing among them
         raise fail(str(err)) from None
     _print_build(reports)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -28,19 +27,19 @@ PROJECT = typer.Option(None, "--project", help="Project title; else 'SemanticSeg
 
 
 def _server_dir(work: Path) -> Path:
-    return work / "labelstudio"
+    from semanticseg.labelstudio_server import server_dir
+
+    return server_dir(work)
 
 
 def _connection(work: Path, url: str | None, api_key: str | None) -> tuple[str, str]:
     """Flags, else environment, else the credentials `annotate serve` kept under the work root."""
-    from semanticseg.labelstudio_server import load_credentials
+    from semanticseg.labelstudio_server import connection
 
-    kept = load_credentials(_server_dir(work))
-    url = url or os.environ.get("LABEL_STUDIO_URL") or (kept.url if kept else None)
-    api_key = api_key or os.environ.get("LABEL_STUDIO_API_KEY") or (kept.token if kept else None)
+    url, api_key = connection(work, url, api_key)
     if not url:
         raise fail("no Label Studio URL: pass --url, set LABEL_STUDIO_URL, or run `semanticseg annotate serve` first")
-    return url, api_key or ""
+    return url, api_key
 
 
 def _category_dir(work: Path, category: str) -> Path:
@@ -60,7 +59,12 @@ def _report(summary, counts: str) -> None:
 @annotate.command("serve")
 def serve_cmd(
     work: Path = WORK,
-    port: int = typer.Option(8085, "--port", help="Loopback port to serve on."),
+    port: int = typer.Option(8085, "--port", help="Port to serve on."),
+    bind: str = typer.Option(
+        "127.0.0.1", "--bind",
+        help="Address to listen on. The default, loopback, admits only this machine; 0.0.0.0 opens the login page "
+        "to every machine that can reach this one (for a team on a trusted network; a warning is printed).",
+    ),
     stop: bool = typer.Option(False, "--stop", help="Stop the server started for this work root instead."),
     timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for /health (first start takes about a minute)."),
 ) -> None:
@@ -68,8 +72,10 @@ def serve_cmd(
 
     Username, password and token come from LABEL_STUDIO_USERNAME / LABEL_STUDIO_PASSWORD /
     LABEL_STUDIO_API_KEY, else are generated once, printed, and kept in WORK/labelstudio/credentials.json.
+    Running it again reuses the server of this work root; a port held by anything else is an error.
 
-    Examples: `semanticseg annotate serve`, `semanticseg annotate serve --stop`
+    Examples: `semanticseg annotate serve`, `semanticseg annotate serve --bind 0.0.0.0`,
+    `semanticseg annotate serve --stop`
     """
     from semanticseg import labelstudio_server
 
@@ -77,9 +83,18 @@ def serve_cmd(
         stopped = labelstudio_server.stop(_server_dir(work))
         console.print("stopped Label Studio" if stopped else "no Label Studio was running for this work root")
         return
-    console.print(f"starting Label Studio on 127.0.0.1:{port} (installs it into {labelstudio_server.venv_dir()} on first use) …")
     try:
-        creds, generated = labelstudio_server.serve(_server_dir(work), port=port, timeout_s=timeout)
+        labelstudio_server.check_bind(bind)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    if not labelstudio_server.is_loopback(bind):
+        console.print(
+            f"[bold yellow]warning:[/] listening on {bind}, not loopback: every machine that reaches this one on port "
+            f"{port} gets Label Studio's login page. Use strong passwords, and only on a network you trust."
+        )
+    console.print(f"starting Label Studio on {bind}:{port} (installs it into {labelstudio_server.venv_dir()} on first use) …")
+    try:
+        creds, generated = labelstudio_server.serve(_server_dir(work), port=port, bind=bind, timeout_s=timeout)
     except RuntimeError as error:
         raise fail(str(error)) from None
     console.print(f"Label Studio is up at [bold]{creds.url}[/] (data: {_server_dir(work)})")
@@ -97,11 +112,17 @@ def push_cmd(
     project: str = PROJECT,
     context_chars: int = typer.Option(400, "--context-chars", help="Characters of context shown each side of a disputed candidate (whole lines)."),
     reset_config: bool = typer.Option(False, "--reset-config", help="Overwrite a labeling config edited by hand with annotation/labelstudio_config.xml."),
+    reviewers: int = typer.Option(
+        None, "--reviewers", min=1,
+        help="People who review each task (Label Studio's overlap); pull merges them by majority and measures their "
+        "agreement. Default: 1 for a new project, else the project's current setting.",
+    ),
 ) -> None:
     """Send the disputed windows of a category's documents to Label Studio as tasks (idempotent).
 
-    Each annotator's proposal and the consensus are loaded as predictions. Example:
-    `semanticseg annotate push --category code`
+    Each annotator's proposal and the consensus are loaded as predictions. Prints the project's URL.
+    Examples: `semanticseg annotate push --category code`,
+    `semanticseg annotate push --category code --reviewers 2`
     """
     from semanticseg.labelstudio import ReviewError, push
 
@@ -109,10 +130,13 @@ def push_cmd(
     url, api_key = _connection(work, url, api_key)
     try:
         with progress_bar() as progress:
-            summary = push(folder, url, api_key, project=project, context_chars=context_chars, reset_config=reset_config, progress=progress)
+            summary = push(folder, url, api_key, project=project, context_chars=context_chars, reset_config=reset_config,
+                           reviewers=reviewers, progress=progress)
     except ReviewError as error:
         raise fail(str(error)) from None
-    _report(summary, f"{summary.pushed} tasks pushed, {summary.already_there} already there")
+    per_task = f", {summary.reviewers} reviewers per task" if summary.reviewers > 1 else ""
+    _report(summary, f"{summary.pushed} tasks pushed, {summary.already_there} already there{per_task}")
+    console.print(f"review at [bold]{summary.project_url}[/]")
 
 
 @annotate.command("pull")
@@ -125,7 +149,9 @@ def pull_cmd(
 ) -> None:
     """Fetch submitted reviews into WORK/<category>/human.parquet and merge them into the consensus.
 
-    A human decision always wins; unreviewed tasks stay queued; unusable annotations are listed as
+    A human decision always wins; with several reviewers per task, a task waits for all of them and the
+    decision is what most of them cut (within adjudicate's tolerance), their agreement kept per document.
+    Unreviewed tasks stay queued; unusable annotations are listed as
     skips in labelstudio_pull.json and retried by the next pull. Example:
     `semanticseg annotate pull --category code`
     """
@@ -137,4 +163,5 @@ def pull_cmd(
         summary = pull(folder, url, api_key, project=project)
     except ReviewError as error:
         raise fail(str(error)) from None
-    _report(summary, f"{summary.pulled} reviewed, {summary.queued} still queued")
+    waiting = f" ({summary.waiting_for_reviewers} waiting for more of the {summary.reviewers} reviewers)" if summary.waiting_for_reviewers else ""
+    _report(summary, f"{summary.pulled} reviewed, {summary.queued} still queued{waiting}")
