@@ -248,6 +248,28 @@ def test_serve_listens_on_loopback_only(labelstudio):
 
 
 @pytest.mark.slow
+def test_bind_opens_the_server_to_the_network_when_asked(labelstudio, labelstudio_dir, tmp_path):
+    import sqlite3
+
+    from semanticseg import labelstudio_server
+    from tests.fixtures_labelstudio import _free_port
+
+    # A copy of the session server's database (migrated already), so this second server starts fast.
+    data_dir = tmp_path / "open"
+    data_dir.mkdir()
+    with sqlite3.connect(labelstudio_dir / "label_studio.sqlite3") as source, sqlite3.connect(data_dir / "label_studio.sqlite3") as copy:
+        source.backup(copy)
+    port = _free_port()
+    try:
+        creds, _ = labelstudio_server.serve(data_dir, port=port, bind="0.0.0.0", timeout_s=300)
+        assert _listening(port) == {"0.0.0.0"} and creds.url == f"http://127.0.0.1:{port}"
+        assert labelstudio_server.running(data_dir).bind == "0.0.0.0"
+    finally:
+        labelstudio_server.stop(data_dir)
+    assert labelstudio_server.running(data_dir) is None and not _listening(port)
+
+
+@pytest.mark.slow
 def test_serve_tells_its_own_server_from_another_work_roots(labelstudio, labelstudio_dir, tmp_path):
     from semanticseg import labelstudio_server
 
