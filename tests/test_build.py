@@ -80,6 +80,11 @@ def test_killed_build_resumes_to_the_same_release(tmp_path):
     digests = _release_digests(whole, tmp_path / "release-whole")
     assert digests and digests == _release_digests(killed, tmp_path / "release-killed")
 
+    # A build over complete outputs redoes nothing and says so, stage by stage.
+    again = subprocess.run(_cli(*args, "--work", str(whole)), check=True, capture_output=True, text=True, timeout=300)
+    stages = json.loads((whole / CATEGORY / "build_report.json").read_text())["stages"]
+    assert stages == {s: "skipped" for s in stages} and "ran nothing (all complete)" in " ".join(again.stderr.split())
+
 
 def test_build_refuses_bad_input_clearly(tmp_path):
     from typer.testing import CliRunner
