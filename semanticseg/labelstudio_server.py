@@ -3,8 +3,8 @@
 Label Studio's pins clash with ours, so it lives in its own virtualenv under the cache dir
 (created on first use). The server listens on loopback unless asked otherwise (Label Studio's own
 `--host` only sets the URL it prints; the bind address is `--internal-host`), with its data under the
-work dir, a preset admin user and a preset API token (from the environment, or generated once and kept in credentials.json
-beside the data). Label Studio 1.17+ refuses a preset token unless legacy tokens are enabled, hence
+work dir, a preset admin user and a preset API token (from the environment, or generated once and kept
+in credentials.json beside the data). Label Studio 1.17+ refuses a preset token unless legacy tokens are enabled, hence
 LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true; personal access tokens made in the UI work as well, since
 label-studio-sdk exchanges them for access tokens itself. A state file beside the data (server.json: pid,
 port, bind address) tells our server from another one on the same port, e.g. another work root's.
@@ -90,11 +90,10 @@ def check_bind(bind: str) -> str:
 
 
 def _url(bind: str, port: int) -> str:
-    """Where clients reach a server bound to `bind`: loopback unless it listens on one other address only."""
-    if bind == "localhost" or ipaddress.ip_address(bind).is_loopback or ipaddress.ip_address(bind).is_unspecified:
+    """Where this machine reaches a server bound to `bind` (loopback when it listens on every address)."""
+    if bind == "localhost" or ipaddress.ip_address(bind).is_unspecified:
         return f"http://127.0.0.1:{port}"
-    host = f"[{bind}]" if ":" in bind else bind
-    return f"http://{host}:{port}"
+    return f"http://[{bind}]:{port}" if ":" in bind else f"http://{bind}:{port}"
 
 
 def server_dir(work_root: Path) -> Path:
