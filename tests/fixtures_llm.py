@@ -14,13 +14,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-# A step: ("status", code) | ("garbage", body) | ("sleep", seconds) | ("answer", content[, finish_reason]).
+# A step: ("status", code) | ("garbage", body[, content_type]) | ("sleep", seconds) | ("answer", content[, finish_reason]).
 Step = tuple
 
 
@@ -72,25 +73,34 @@ def _handler(state: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, _completion('{"cuts": []}'))
             elif kind == "status":
                 self._send(step[1], json.dumps({"error": {"message": f"scripted {step[1]}"}}).encode())
-            elif kind == "garbage":
-                self._send(200, step[1].encode(), "text/html")
+            elif kind == "garbage":  # ("garbage", body[, content type]): a 200 whose body is no completion
+                self._send(200, step[1].encode(), step[2] if len(step) > 2 else "text/html")
             else:
                 self._send(200, _completion(step[1], *step[2:]))
 
     return Handler
 
 
-@pytest.fixture(scope="session")
-def scripted_server() -> Iterator[ScriptedServer]:
-    """A real loopback HTTP server answering /v1/chat/completions from a script."""
+@contextmanager
+def serve_scripted() -> Iterator[ScriptedServer]:
+    """A real loopback HTTP server answering /v1/chat/completions from a script, stopped on exit."""
     state = ScriptedServer(base_url="")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     state.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def scripted_server() -> Iterator[ScriptedServer]:
+    """The scripted server, one per test session."""
+    with serve_scripted() as state:
+        yield state
 
 
 def marked_answer(pattern: str) -> Callable[[dict[str, Any]], Step]:

@@ -11,7 +11,7 @@ from semanticseg.annotators.llm_answer import BadAnswer, parse_answer
 from semanticseg.annotators.propose import run_propose
 from semanticseg.io import read_records, read_summary
 from semanticseg.schema import Candidates, Proposal
-from tests.fixtures_llm import make_work, marked_answer, real_paragraphs
+from tests.fixtures_llm import make_work, marked_answer, real_paragraphs, serve_scripted
 
 FAST = {"max_retries": 2, "timeout_s": 5.0, "concurrency": 1}
 
@@ -139,6 +139,60 @@ def test_cache_hits_on_rerun_and_failed_proposals_are_retried(tmp_path, scripted
     scripted_server.reset([("answer", '{"cuts": [2]}')])
     (fixed,), _ = _propose(tmp_path / "other", scripted_server, max_retries=0, temperature=0.5)
     assert fixed.status == "ok" and len(scripted_server.requests) == 1
+
+
+def test_a_200_body_labelled_json_that_is_not_json_is_a_failed_proposal(tmp_path, scripted_server):
+    _work(tmp_path)
+    scripted_server.reset(default=lambda body: ("garbage", "<html>upstream timed out</html>", "application/json"))
+    (proposal,), summary = _propose(tmp_path, scripted_server, max_retries=0)
+    assert proposal.status == "failed" and proposal.cuts == []
+    assert "non-JSON response" in proposal.error and "upstream timed out" in proposal.error
+    assert summary["annotators"]["llm:scripted#0"]["failed"] == 1
+
+
+def test_only_answers_that_parsed_are_cached(tmp_path, scripted_server):
+    _, cands = _work(tmp_path)
+    scripted_server.reset([("answer", "no idea"), ("answer", "still no idea")])
+    (failed,), _ = _propose(tmp_path, scripted_server)
+    assert failed.status == "failed"
+    scripted_server.reset(default=lambda body: ("answer", '{"cuts": [2]}'))
+    (fixed,), _ = _propose(tmp_path, scripted_server)
+    assert len(scripted_server.requests) == 1  # the bad answers were not cached: asked again
+    assert fixed.status == "ok" and fixed.cuts == [cands.offsets[1]]
+    scripted_server.reset(default=lambda body: ("status", 500))
+    for shard in (tmp_path / "proposals.parts").rglob("*.parquet"):
+        shard.unlink()
+    (again,), _ = _propose(tmp_path, scripted_server)
+    assert scripted_server.requests == [] and again.cuts == fixed.cuts  # the good one was
+
+
+def test_another_endpoint_never_gets_cached_answers(tmp_path, scripted_server):
+    _, cands = _work(tmp_path)
+    scripted_server.reset(default=lambda body: ("answer", '{"cuts": [1]}'))
+    (first,), _ = _propose(tmp_path, scripted_server)
+    assert first.cuts == [cands.offsets[0]]
+    with serve_scripted() as other:
+        other.reset(default=lambda body: ("answer", '{"cuts": [3]}'))
+        (second,), _ = _propose(tmp_path, other)
+    assert len(other.requests) == 1 and second.cuts == [cands.offsets[2]]
+
+
+def test_cli_propose_fails_when_every_proposal_failed(tmp_path, scripted_server):
+    from typer.testing import CliRunner
+
+    from semanticseg.cli import app
+
+    make_work(tmp_path / "legal", [("d1", "legal", "\n\n".join(real_paragraphs(4)))])
+    scripted_server.reset(default=lambda body: ("status", 502))
+    args = ["propose", "--work", str(tmp_path), "-a", "llm:scripted#0", "--llm-base-url", scripted_server.base_url,
+            "--max-retries", "0", "--target-tokens", "60"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 1, done.output
+    words = " ".join(done.output.split())  # rich wraps long lines at the terminal width
+    assert words.endswith("error: every proposal failed in legal (reasons above); fix the cause and rerun: failed proposals are asked again")
+    assert (tmp_path / "legal" / "proposals.parquet").exists()  # the failures and their reasons are recorded
+    scripted_server.reset(default=lambda body: ("answer", '{"cuts": [1]}'))
+    assert CliRunner().invoke(app, args).exit_code == 0
 
 
 def test_long_document_windows_are_merged(tmp_path, scripted_server):

@@ -4,14 +4,15 @@ OpenAI-compatible endpoint (OpenAI, vLLM, the local `semanticseg llm serve`).
 The document is shown with markers "[#k]" at its candidates, in overlapping windows when it is long;
 the model answers {"cuts": [k, ...]} (JSON schema output is requested; a tolerant parser and one repair
 turn cover servers that ignore it). Requests run concurrently under a limit; the openai client retries
-429/5xx/timeouts with exponential backoff; every response is cached on disk by model, prompt and
-settings. A window that still has no usable answer makes the whole proposal fail with the reason:
+429/5xx/timeouts with exponential backoff; every answer that parsed is cached on disk by endpoint, model,
+prompt and settings (a bad answer or a failure is asked again on a rerun). A window that still has no usable answer makes the whole proposal fail with the reason:
 a document is never cut from a partial or guessed answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -109,6 +110,8 @@ class LLMAnnotator(Annotator):
         if not model:
             raise ValueError("an LLM endpoint needs a model name (--llm-model)")
         self.model, self.base_url, self.sample = model, base_url, sample
+        # The endpoint keys the response cache: another server's answers are never reused ("local" is ours).
+        self._endpoint = base_url or "local"
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "local"
         # Sample 0 is the greedy answer; samples 1.. are seeded draws at `temperature`.
         self.temperature = 0.0 if sample == 0 else temperature
@@ -190,8 +193,9 @@ class LLMAnnotator(Annotator):
         reason: BadAnswer | None = None
         for attempt in range(2):  # the answer, then at most one repair turn
             try:
-                content, finish = await self._chat(messages, max_tokens, tally)
-                answer = parse_answer(content, n, finish)
+                reply, key, hit = await self._chat(messages, max_tokens, tally)
+                content = reply["content"]
+                answer = parse_answer(content, n, reply["finish_reason"])
             except BadAnswer as err:
                 reason = err
                 if attempt == 0:
@@ -201,19 +205,24 @@ class LLMAnnotator(Annotator):
             except APIError as err:
                 return f"server error after {self.max_retries} retries: {type(err).__name__}: {str(err)[:200]}"
             else:
+                if not hit:  # only answers that parsed are cached: a bad one is asked again on a rerun
+                    self.cache.put(key, reply)
                 tally.notes += answer.notes
                 return [window.shown[k - 1] for k in answer.numbers]
         return f"bad answer after one repair: {reason}"
 
-    async def _chat(self, messages: list[dict[str, str]], max_tokens: int, tally: _Tally) -> tuple[str | None, str | None]:
-        """One chat completion (from the cache when seen before): (content, finish_reason)."""
+    async def _chat(self, messages: list[dict[str, str]], max_tokens: int, tally: _Tally) -> tuple[dict[str, Any], str, bool]:
+        """One chat completion: (reply {content, finish_reason, usage}, its cache key, whether it came from the cache).
+
+        The caller caches the reply once it parsed. A reply that is not a chat completion raises BadAnswer.
+        """
         settings = {"temperature": self.temperature, "max_tokens": max_tokens, "seed": self.sample,
                     "response_format": CUTS_SCHEMA if self.structured else None}
-        key = request_key(self.model, messages, settings)
+        key = request_key(self._endpoint, self.model, messages, settings)
         if (hit := self.cache.get(key)) is not None:
             tally.cache_hits += 1
             tally.cached_tokens += hit["usage"]["prompt_tokens"] + hit["usage"]["completion_tokens"]
-            return hit["content"], hit["finish_reason"]
+            return hit, key, True
         from openai import BadRequestError
 
         client, limit = await self._client()
@@ -229,17 +238,18 @@ class LLMAnnotator(Annotator):
             self.structured = False  # this server rejects JSON schema output: rely on the tolerant parser
             tally.notes.append("server rejected response_format; parsing free text")
             return await self._chat(messages, max_tokens, tally)
-        if isinstance(response, str):  # the client hands back a non-JSON body as text instead of raising
+        except json.JSONDecodeError as err:  # a 200 labelled JSON whose body is not: the client does not wrap it
+            raise BadAnswer(f"server sent a non-JSON response: {err.doc[:80]!r}") from None
+        if isinstance(response, str):  # the client hands back a body not labelled JSON as text instead of raising
             raise BadAnswer(f"server sent a non-JSON response: {response[:80]!r}")
         choice = response.choices[0] if response.choices else None
         usage = {"prompt_tokens": getattr(response.usage, "prompt_tokens", 0) or 0,
                  "completion_tokens": getattr(response.usage, "completion_tokens", 0) or 0}
         tally.prompt_tokens += usage["prompt_tokens"]
         tally.completion_tokens += usage["completion_tokens"]
-        content = choice.message.content if choice else None
-        finish = choice.finish_reason if choice else None
-        self.cache.put(key, {"content": content, "finish_reason": finish, "usage": usage})
-        return content, finish
+        reply = {"content": choice.message.content if choice else None, "finish_reason": choice.finish_reason if choice else None,
+                 "usage": usage}
+        return reply, key, False
 
     def close(self) -> None:
         """Stop the local server if this annotator started it."""

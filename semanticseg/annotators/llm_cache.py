@@ -1,7 +1,7 @@
 """On-disk cache of LLM responses, one JSON file per request key, so a rerun never pays twice.
 
-The key hashes the model, the messages and every setting that changes the answer (temperature, seed,
-max_tokens, response format). Files are written atomically; a corrupt file counts as a miss.
+The key hashes the endpoint (base URL), the model, the messages and every setting that changes the answer
+(temperature, seed, max_tokens, response format). Files are written atomically; a corrupt file counts as a miss.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 from semanticseg.io import write_json
 
 
-def request_key(model: str, messages: list[dict[str, str]], settings: dict[str, Any]) -> str:
-    """Stable hash of one chat request."""
-    blob = json.dumps({"model": model, "messages": messages, "settings": settings}, sort_keys=True)
+def request_key(endpoint: str, model: str, messages: list[dict[str, str]], settings: dict[str, Any]) -> str:
+    """Stable hash of one chat request to one endpoint."""
+    blob = json.dumps({"endpoint": endpoint, "model": model, "messages": messages, "settings": settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -151,6 +151,7 @@ def propose_cmd(
 
     specs, options = llm_settings(annotator, llm_base_url, llm_model, llm_samples, temperature, concurrency, timeout,
                                   max_retries, window_tokens, overlap_tokens, max_tokens)
+    all_failed = []
     for work_dir in _work_dirs(work, category, "candidates.parquet"):
         with progress_bar() as progress:
             try:
@@ -159,6 +160,11 @@ def propose_cmd(
             except (ValueError, RuntimeError, FileNotFoundError) as err:
                 raise fail(str(err)) from None
         _propose_table(work_dir.name, summary)
+        if not any(row["ok"] for row in summary["annotators"].values()):
+            all_failed.append(work_dir.name)
+    if all_failed:  # nothing to adjudicate: say so in the last line and the exit code, not only in the table
+        raise fail(f"every proposal failed in {', '.join(all_failed)} (reasons above); fix the cause and rerun: "
+                   "failed proposals are asked again", code=1)
 
 
 def _llm_defaults(local_options: dict | None) -> dict:
