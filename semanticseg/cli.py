@@ -14,13 +14,20 @@ from semanticseg.errors import UserError
 
 class _Commands(TyperGroup):
     """The command group: expected user errors become one "error: ..." line and a non-zero exit, caught here
-    once for every command (a parameter callback's too, since subcommands parse inside this invoke)."""
+    once for every command (a parameter callback's too, since subcommands parse inside this invoke); Ctrl-C
+    anywhere ends with one line saying what was kept (exit 130), never a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UserError as err:
             raise _exit(str(err), err.code) from None
+        except KeyboardInterrupt as err:  # stages raise semanticseg.io.Interrupted with what they kept
+            from semanticseg.commands.common import console
+
+            console.print(str(err) or "interrupted: outputs already written are kept whole (each is written "
+                          "atomically), the one in progress is not; rerun the same command to resume", soft_wrap=True)
+            raise typer.Exit(130) from None
         except (PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError) as err:
             if err.filename is None:
                 raise

@@ -130,3 +130,42 @@ def test_ctrl_c_loses_nothing_and_a_rerun_continues(tmp_path, scripted_server):
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     assert len(scripted_server.requests) == 4 - done  # only the unfinished documents were asked again
     assert len(read_records(tmp_path / "legal" / "proposals.parquet", Proposal)) == 4
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_propose_within_seconds_and_a_rerun_resumes(tmp_path):
+    """SIGINT to a real `semanticseg propose` while similarity runs: exit within seconds, one line, shards kept."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    licences = ("GPL-3", "LGPL-2.1", "GFDL-1.3", "MPL-1.1", "GPL-2", "MPL-2.0", "GFDL-1.2", "LGPL-2")
+    make_work(tmp_path / "legal", [(name, "legal", Path(f"/usr/share/common-licenses/{name}").read_text()) for name in licences])
+    cmd = [sys.executable, "-c", "from semanticseg.cli import app; app()", "propose", "--work", str(tmp_path),
+           "-a", "structure", "-a", "similarity"]
+    parts = tmp_path / "legal" / "proposals.parts"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list(parts.glob("*/similarity*/*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # the first similarity proposal is written: the encoder is loaded, the rest is running
+    assert proc.poll() is None, "propose finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    lines = [(time.monotonic() - sent, line) for line in proc.stderr]
+    proc.wait(timeout=60)
+    said = [(t, line) for t, line in lines if line.startswith("interrupted: kept")]
+    assert said, lines
+    # The work stops at once; the exit then waits only for the interpreter's teardown of torch (seconds).
+    assert said[0][0] < 3, f"propose took {said[0][0]:.1f} s to stop after Ctrl-C"
+    assert lines[-1][0] < 30
+    assert proc.returncode == 130
+    assert "rerun the same command to resume" in said[0][1] and not any("Traceback" in line for _, line in lines)
+    kept = {p: p.stat().st_mtime_ns for p in parts.rglob("*.parquet")}
+    assert len(kept) < 2 * len(licences) and any("similarity" in str(p) for p in kept)
+
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in kept.items())  # finished proposals were not redone
+    proposals = read_records(tmp_path / "legal" / "proposals.parquet", Proposal)
+    assert len(proposals) == 2 * len(licences) and all(p.status == "ok" for p in proposals)

@@ -2,8 +2,9 @@
 
 Resumable at the document level: each (annotator, document) proposal is written at once as a small
 shard under WORK/proposals.parts/<settings>/<annotator>/, so Ctrl-C or a crash loses nothing finished and
-a rerun continues; failed proposals are retried on a rerun (their shards are kept until then). LLM
-annotators run concurrently, all documents at once under each annotator's request limit.
+a rerun continues; failed proposals are retried on a rerun (their shards are kept until then). Ctrl-C
+stops within about one document and raises Interrupted saying what was kept. LLM annotators run
+concurrently, all documents at once under each annotator's request limit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from semanticseg.annotators.base import Annotator, get_annotator, parse_name
-from semanticseg.io import fingerprint, is_done, mark_done, read_records, read_summary, write_json, write_records
+from semanticseg.io import (Interrupted, StaleOutput, fingerprint, is_done, mark_done, read_records, read_summary, write_json,
+                            write_records)
 from semanticseg.schema import Candidates, Document, Proposal
 
 # LLM options that change answers (so they key the shards); the rest (concurrency, timeouts) do not.
@@ -93,57 +95,78 @@ def run_propose(
     built = build_annotators(annotators, work_dir, llm_options)
     keyed = {k: v for k, v in llm_options.items() if k in _ANSWER_OPTIONS}
     shard_root = work_dir / "proposals.parts" / fingerprint({"target_tokens": target_tokens, **keyed}, work_dir / "candidates.parquet")
-    seconds: dict[str, float] = {}
-    tokens: dict[str, int] = {}
-    try:
-        results = asyncio.run(_run_all(built, documents, by_id, target_tokens, shard_root, retry_failed, progress, seconds, tokens))
-    finally:
-        for annotator in built:
-            if hasattr(annotator, "close"):
-                annotator.close()
-    write_records(out, results, Proposal)
-    summary = {"documents": len(documents), "annotators": _summarise(results, seconds, tokens)}
-    mark_done(out, fp, summary)
-    return summary
-
-
-async def _run_all(built: list[Annotator], documents: list[Document], by_id: dict[str, Candidates], target_tokens: int,
-                   shard_root: Path, retry_failed: bool, progress: Any, seconds: dict[str, float], tokens: dict[str, int]) -> list[Proposal]:
-    """All proposals, in (annotator, document) order; new ones are written to shards as they finish."""
-    results: dict[tuple[str, str], Proposal] = {}
-    todo: dict[str, list[Document]] = {}
-    for annotator in built:
-        for doc in documents:
-            shard = shard_root / _slug(annotator.name) / f"{_slug(doc.id)}.parquet"
-            if shard.exists():
-                (old,) = read_records(shard, Proposal)
-                if old.status == "ok" or not retry_failed:
-                    results[(annotator.name, doc.id)] = old
-                    continue
-            todo.setdefault(annotator.name, []).append(doc)
+    results, todo = _pending(built, documents, shard_root, retry_failed)
     total = sum(len(v) for v in todo.values())
     task = progress.add_task("propose", total=total, info="") if progress is not None and total else None
+    seconds: dict[str, float] = {}
+    tokens: dict[str, int] = {}
 
-    async def one(annotator: Annotator, doc: Document) -> None:
-        proposal = await annotator.apropose(doc, by_id[doc.id], target_tokens)
+    def record(annotator: Annotator, doc: Document, proposal: Proposal) -> None:
         write_records(shard_root / _slug(annotator.name) / f"{_slug(doc.id)}.parquet", [proposal], Proposal)
         results[(annotator.name, doc.id)] = proposal
         if task is not None:
             progress.update(task, advance=1, info=f"{annotator.name} {proposal.status}")
 
+    try:
+        # CPU-bound annotators run here, outside the event loop, one document at a time: Ctrl-C interrupts
+        # them at once (inside asyncio.run it would wait for the loop's next await, after every document).
+        for annotator in (a for a in built if not a.name.startswith("llm:")):
+            start = time.perf_counter()
+            for doc in todo.get(annotator.name, []):
+                record(annotator, doc, annotator.propose(doc, by_id[doc.id], target_tokens))
+            seconds[annotator.name] = time.perf_counter() - start
+            tokens[annotator.name] = sum(d.n_tokens for d in todo.get(annotator.name, []))
+        llms = [a for a in built if a.name.startswith("llm:")]
+        if llms:
+            asyncio.run(_run_llms(llms, todo, by_id, target_tokens, record, seconds, tokens))
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: kept {len(results)} of {len(built) * len(documents)} proposals finished so far "
+                          f"in {shard_root}; rerun the same command to resume") from None
+    finally:
+        for annotator in built:
+            if hasattr(annotator, "close"):
+                annotator.close()
+    proposals = [results[(a.name, d.id)] for a in built for d in documents]
+    write_records(out, proposals, Proposal)
+    summary = {"documents": len(documents), "annotators": _summarise(proposals, seconds, tokens)}
+    mark_done(out, fp, summary)
+    return summary
+
+
+def _pending(built: list[Annotator], documents: list[Document], shard_root: Path,
+             retry_failed: bool) -> tuple[dict[tuple[str, str], Proposal], dict[str, list[Document]]]:
+    """Proposals already in shards, and the documents each annotator still has to do.
+
+    A shard that cannot be read (truncated, or written by hand) is redone, not trusted.
+    """
+    results: dict[tuple[str, str], Proposal] = {}
+    todo: dict[str, list[Document]] = {}
+    for annotator in built:
+        for doc in documents:
+            shard = shard_root / _slug(annotator.name) / f"{_slug(doc.id)}.parquet"
+            try:
+                old = read_records(shard, Proposal) if shard.exists() else []
+            except StaleOutput:
+                old = []
+            if len(old) == 1 and old[0].doc_id == doc.id and (old[0].status == "ok" or not retry_failed):
+                results[(annotator.name, doc.id)] = old[0]
+                continue
+            todo.setdefault(annotator.name, []).append(doc)
+    return results, todo
+
+
+async def _run_llms(llms: list[Annotator], todo: dict[str, list[Document]], by_id: dict[str, Candidates], target_tokens: int,
+                    record: Any, seconds: dict[str, float], tokens: dict[str, int]) -> None:
+    """Every LLM annotator at once, all its documents concurrently (under its own request limit)."""
+
+    async def one(annotator: Annotator, doc: Document) -> None:
+        record(annotator, doc, await annotator.apropose(doc, by_id[doc.id], target_tokens))
+
     async def per_annotator(annotator: Annotator) -> None:
         docs = todo.get(annotator.name, [])
         start = time.perf_counter()
-        if annotator.name.startswith("llm:"):
-            await asyncio.gather(*(one(annotator, doc) for doc in docs))
-        else:
-            for doc in docs:  # CPU-bound annotators: one at a time, the cores are shared
-                await one(annotator, doc)
+        await asyncio.gather(*(one(annotator, doc) for doc in docs))
         seconds[annotator.name] = time.perf_counter() - start
         tokens[annotator.name] = sum(d.n_tokens for d in docs)
 
-    local = [a for a in built if not a.name.startswith("llm:")]
-    for annotator in local:
-        await per_annotator(annotator)
-    await asyncio.gather(*(per_annotator(a) for a in built if a.name.startswith("llm:")))
-    return [results[(a.name, d.id)] for a in built for d in documents]
+    await asyncio.gather(*(per_annotator(a) for a in llms))
