@@ -11,6 +11,7 @@ instances are first grouped (union-find) by two relations, and whole groups are 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from semanticseg.errors import UserError
 from semanticseg.io import write_json, write_table
 from semanticseg.recipe import Recipe
 from semanticseg.schema import Instance, length_bucket, to_table
-from semanticseg.validate import ValidationReport, validate_splits
+from semanticseg.validate import RELEASE_MARKER, ValidationReport, validate_splits
 
 SPLIT_ORDER = ("train", "validation", "test")
 
@@ -32,6 +33,10 @@ class ReleaseInvalid(ValueError):
 
 class PublishError(RuntimeError):
     """The release was written locally but could not be published where --push-to-hub said."""
+
+
+class OutFolderTaken(UserError):
+    """--out holds something a release must not replace (files of its own, or a release without --overwrite)."""
 
 
 @dataclass(slots=True)
@@ -231,15 +236,20 @@ def release(
     recipe: Recipe,
     categories: list[str] | None = None,
     push_to_hub: str | None = None,
+    overwrite: bool = False,
 ) -> tuple[ReleaseSummary, ValidationReport]:
     """Gather built categories, split, validate, write parquet + DatasetDict + card, and optionally publish.
 
-    Raises ReleaseInvalid (after writing nothing) when the validator finds a problem.
+    The release is written beside out_dir and renamed into place, so out_dir always holds a whole release.
+    Raises OutFolderTaken when out_dir holds other files, or a previous release and overwrite is False;
+    ReleaseInvalid (after writing nothing) when the validator finds a problem.
     """
     from semanticseg.card import write_card
 
     if push_to_hub:
         publish_target(push_to_hub)  # a target that cannot work is an error before the release is built
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, overwrite)
     instances = gather(work_root, categories)
     groups = near_duplicate_groups(instances, recipe.near_duplicate_jaccard)
     labels = assign_splits(instances, groups, recipe.splits, recipe.seed)
@@ -251,11 +261,12 @@ def release(
     report = validate_splits(splits, recipe)
     if not report.ok:
         raise ReleaseInvalid(f"{len(report.errors)} problems, first: " + "; ".join(report.errors[:5]))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shards = write_shards(out_dir, splits, recipe.shard_rows)
-    save_dataset_dict(out_dir, shards)
-    card_files = write_card(out_dir, splits, recipe)
+    staging = _aside(out_dir, "new")
+    shutil.rmtree(staging, ignore_errors=True)  # left by a release killed while writing
+    staging.mkdir(parents=True)
+    shards = write_shards(staging, splits, recipe.shard_rows)
+    save_dataset_dict(staging, shards)
+    card_files = write_card(staging, splits, recipe)
     per_cat: dict[str, dict[str, int]] = {}
     for split, rows in splits.items():
         for inst in rows:
@@ -265,9 +276,59 @@ def release(
         splits={s: len(r) for s, r in splits.items()},
         categories=dict(sorted(per_cat.items())),
         groups=len(set(groups)),
-        files=[str(p.relative_to(out_dir)) for p in [*shards, *card_files]],
+        files=[str(p.relative_to(staging)) for p in [*shards, *card_files]],
     )
+    write_json(staging / RELEASE_MARKER, {"summary": asdict(summary), "recipe": recipe.to_json()})
+    _swap_in(staging, out_dir)
     if push_to_hub:
         summary.pushed_to = push(out_dir, push_to_hub)
-    write_json(out_dir / "release.json", {"summary": asdict(summary), "recipe": recipe.to_json()})
+        write_json(out_dir / RELEASE_MARKER, {"summary": asdict(summary), "recipe": recipe.to_json()})
     return summary, report
+
+
+def _aside(out_dir: Path, role: str) -> Path:
+    """The sibling folder where a new release is written ("new") or the old one waits to be deleted ("old")."""
+    return out_dir.parent / f".{out_dir.name}.release-{role}"
+
+
+def is_release(folder: Path) -> bool:
+    """True when folder holds a whole release: release.json is written last, after data, dataset and card."""
+    try:
+        return "summary" in json.loads((Path(folder) / RELEASE_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an --out that holds anything but a previous release, and a previous release without overwrite.
+
+    First finishes a swap that a kill interrupted: the previous release is put back, or its leftover deleted.
+    """
+    old = _aside(out_dir, "old")
+    if old.exists() and not out_dir.exists():
+        old.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutFolderTaken(f"--out {out_dir} is a file, not a folder")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    if not is_release(out_dir):
+        raise OutFolderTaken(
+            f"--out {out_dir} is not empty and holds no complete release (no {RELEASE_MARKER}): nothing there was "
+            "touched. Choose a new or empty folder, or remove this one if it is a release that was interrupted."
+        )
+    if not overwrite:
+        raise OutFolderTaken(f"--out {out_dir} holds a previous release: pass --overwrite to replace it")
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Put the finished release at out_dir: the old one is renamed aside, the new renamed in, then the old deleted.
+
+    A kill leaves the old release or the new one at out_dir (or, between the two renames, the old one aside,
+    which check_out_dir puts back on the next run).
+    """
+    old = _aside(out_dir, "old")
+    if out_dir.exists():
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)

@@ -3,7 +3,8 @@
 Per instance: every cut inside the text, sorted, unique and at one of the instance's candidate offsets;
 one block length per block, summing to n_tokens, each within the recipe's block bounds; n_tokens within
 the document length window; annotator cuts aligned with annotators; agreement in [0, 1].
-Across the release: ids unique, splits disjoint (no id and no identical text in two splits).
+Across the release: ids unique, splits disjoint (no id and no identical text in two splits), and a release
+folder whole (card, release.json, shards and DatasetDict: a release killed midway lacks some).
 """
 
 from __future__ import annotations
@@ -96,6 +97,16 @@ def read_release(path: Path) -> dict[str, list[Instance]]:
     return splits
 
 
+# What `release` writes; release.json last, so a folder without it was interrupted (or is no release).
+RELEASE_MARKER = "release.json"
+RELEASE_FILES = ("README.md", "data", "dataset/dataset_dict.json", RELEASE_MARKER)
+
+
 def validate_path(path: Path, recipe: Recipe) -> ValidationReport:
-    """Validate a release folder or an instances parquet file against a recipe's bounds."""
-    return validate_splits(read_release(path), recipe)
+    """Validate a release folder (which must be whole) or an instances parquet file against a recipe's bounds."""
+    path = Path(path)
+    report = validate_splits(read_release(path), recipe)
+    missing = [name for name in RELEASE_FILES if path.is_dir() and not (path / name).exists()]
+    if missing:
+        report.errors.insert(0, f"{path}: not a whole release, missing {', '.join(missing)} (interrupted? run `semanticseg release` again)")
+    return report

@@ -172,3 +172,89 @@ def test_a_tiny_release_omits_empty_splits_and_loads_back(tmp_path, release_inst
     summary, _ = release(work, tmp_path / "release", load_recipe())
     assert all(summary.splits.values()) and sum(summary.splits.values()) == 2
     assert {s: len(d) for s, d in datasets.load_from_disk(str(tmp_path / "release" / "dataset")).items()} == summary.splits
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_release_refuses_a_folder_that_is_not_a_release_and_keeps_a_previous_one(built_work_root, tmp_path):
+    from semanticseg.release import OutFolderTaken
+
+    out = tmp_path / "mine"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "keep.parquet").write_bytes(b"my own data")
+    (out / "README.md").write_text("my notes")
+    before = _digests(out)
+    with pytest.raises(OutFolderTaken, match="holds no complete release"):
+        release(built_work_root, out, load_recipe())
+    assert _digests(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["mine", "work"]
+
+    out = tmp_path / "release"
+    release(built_work_root, out, load_recipe())
+    first = _digests(out)
+    with pytest.raises(OutFolderTaken, match="--overwrite"):
+        release(built_work_root, out, load_recipe())
+    assert _digests(out) == first
+    (built_work_root / "code" / "instances.parquet").unlink()  # a different release replaces the first one whole
+    summary, _ = release(built_work_root, out, load_recipe(), overwrite=True)
+    assert set(summary.categories) == {"legal"} and validate_path(out, load_recipe()).ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "release", "work"]  # nothing left beside it
+
+
+def test_a_killed_release_leaves_the_old_or_the_new_one_whole(built_work_root, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "release"
+    release(built_work_root, out, load_recipe())
+    old = _digests(out)
+    (built_work_root / "code" / "instances.parquet").unlink()
+    cmd = [sys.executable, "-c", "from semanticseg.cli import app; app()", "release", "--work", str(built_work_root),
+           "--out", str(out), "--overwrite"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    # Kill it as soon as it starts writing: beside the release, or (before this fix) inside it.
+    while proc.poll() is None and time.monotonic() < deadline:
+        staged = [p for p in tmp_path.iterdir() if p.name.startswith(".release")]
+        try:
+            changed = _digests(out) != old
+        except OSError:  # a file vanished while being read: it is changing
+            changed = True
+        if staged or changed:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the release finished before it could be killed"
+    assert _digests(out) == old and validate_path(out, load_recipe()).ok
+    summary, _ = release(built_work_root, out, load_recipe(), overwrite=True)  # the next run cleans up and replaces
+    assert set(summary.categories) == {"legal"} and sorted(p.name for p in tmp_path.iterdir()) == ["release", "work"]
+
+
+def test_a_kill_between_the_two_renames_is_undone_by_the_next_run(released, tmp_path):
+    import shutil
+
+    from semanticseg.release import OutFolderTaken, check_out_dir
+
+    out, _ = released
+    aside = tmp_path / ".release.release-old"
+    shutil.copytree(out, aside)  # the old release renamed aside, the new one not yet renamed in
+    with pytest.raises(OutFolderTaken, match="--overwrite"):
+        check_out_dir(tmp_path / "release", overwrite=False)
+    assert _digests(tmp_path / "release") == _digests(out) and not aside.exists()
+
+
+def test_validate_requires_the_whole_release(released, tmp_path):
+    import shutil
+
+    out, _ = released
+    half = tmp_path / "half"
+    shutil.copytree(out, half)
+    assert validate_path(half, load_recipe()).ok
+    for name in ("README.md", "release.json"):  # what a release killed after writing data/ and dataset/ lacked
+        (half / name).unlink()
+    report = validate_path(half, load_recipe())
+    assert not report.ok and "not a whole release, missing README.md, release.json" in report.errors[0]

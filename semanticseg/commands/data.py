@@ -221,11 +221,19 @@ def release_cmd(
         "folder / fsspec URL for the same files (a bare owner/name that is not a folder is refused as ambiguous).",
     ),
     recipe_path: Path = RECIPE,
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the previous release in --out (without it, an existing release is kept and the command stops)."
+    ),
 ) -> None:
     """Gather built categories into SemanticSeg: stratified splits, validation, DatasetDict + parquet, card.
 
+    --out must be new, empty, or a previous release (with --overwrite); a folder holding anything else is
+    refused untouched. The release is written beside --out and renamed into place, so a kill leaves the
+    old release or the new one, never half of each.
+
     Examples:
       semanticseg release
+      semanticseg release --overwrite                       # replace work/release
       semanticseg release --push-to-hub hub:my-org/SemanticSeg
       semanticseg release --out /data/semanticseg --push-to-hub /mnt/share/semanticseg
     """
@@ -235,7 +243,7 @@ def release_cmd(
     recipe = load_recipe(recipe_path)
     try:
         with console.status("splitting, validating, writing the release"):
-            summary, _ = release(work, out, recipe, categories=category or None, push_to_hub=push_to_hub)
+            summary, _ = release(work, out, recipe, categories=category or None, push_to_hub=push_to_hub, overwrite=overwrite)
     except (ReleaseInvalid, PublishError, FileNotFoundError) as err:
         raise fail(str(err)) from None
     console.print(f"released {sum(summary.splits.values())} instances to {out}: " + ", ".join(f"{s} {n}" for s, n in summary.splits.items()))
@@ -246,10 +254,11 @@ def release_cmd(
 
 @app.command("validate")
 def validate_cmd(
-    path: Path = typer.Argument(..., help="A release folder (data/<split>-*.parquet) or one instances.parquet."),
+    path: Path = typer.Argument(..., help="A release folder (README.md, release.json, data/<split>-*.parquet, dataset/) or one instances.parquet."),
     recipe_path: Path = RECIPE,
 ) -> None:
-    """Check a release: cuts inside the text, sorted, unique, at candidates; block bounds; ids unique; splits disjoint.
+    """Check a release: complete (card, release.json, shards, DatasetDict); cuts inside the text, sorted, unique,
+    at candidates; block bounds; ids unique; splits disjoint.
 
     Exits 1 when any check fails. Example: semanticseg validate work/release
     """
