@@ -22,10 +22,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from semanticseg.errors import UserError
 from semanticseg.schema import from_table, to_table
 
 
-class StaleOutput(ValueError):
+class StaleOutput(UserError):
     """An output no longer matches its completion marker (truncated or changed after it was written)."""
 
 
