@@ -68,6 +68,16 @@ def write_records(path: Path, records: list[Any], cls: type) -> None:
     write_table(path, to_table(records, cls))
 
 
+def rewrite_records(path: Path, records: list[Any], cls: type) -> None:
+    """Rewrite a finished stage output in place (human decisions merged into the consensus): its completion
+    marker keeps its fingerprint and summary and records the new rows and hash, so the stage still counts
+    as complete. Any other write removes the marker."""
+    marker = _read_marker(path)
+    write_records(path, records, cls)
+    if marker is not None and "fingerprint" in marker:
+        mark_done(path, marker["fingerprint"], marker.get("summary"))
+
+
 def read_records(path: Path, cls: type) -> list[Any]:
     """Read a parquet file written by write_records back into records.
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from semanticseg.adjudicate import DEFAULT_TOLERANCE, awaiting_review, majority_cuts, mean_agreement, recorded_tolerance, similarity
-from semanticseg.io import read_records, write_json, write_records
+from semanticseg.io import read_records, rewrite_records, write_json, write_records
 from semanticseg.metrics import candidate_positions
 from semanticseg.recipe import package_data
 from semanticseg.schema import Candidates, Consensus, Document, HumanCuts
@@ -494,5 +494,5 @@ def _known_tasks(work_dir: Path) -> dict[str, int]:
 def _merge_into_consensus(work_dir: Path, consensus: list[Consensus], human: list[HumanCuts]) -> None:
     """Rewrite consensus.parquet with the human decisions applied, and disputed.parquet as what is still queued."""
     merged = apply_human(consensus, human)
-    write_records(work_dir / "consensus.parquet", merged, Consensus)
+    rewrite_records(work_dir / "consensus.parquet", merged, Consensus)  # adjudicate's marker stays valid
     write_records(work_dir / "disputed.parquet", awaiting_review(merged), Consensus)

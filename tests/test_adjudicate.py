@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from semanticseg.adjudicate import PairAgreement, consensus_positions, run_adjudicate
-from semanticseg.io import read_records, write_records
+from semanticseg.io import read_records, rewrite_records, write_records
 from semanticseg.schema import Candidates, Consensus, Proposal
 from tests.fixtures_llm import make_work, real_paragraphs
 
@@ -73,7 +73,7 @@ def test_single_annotator_goes_to_review_and_human_decisions_are_kept(work):
     assert all(r.disputed for r in consensus)
     human = consensus[0]
     human.cuts, human.human_reviewed, human.disputed, human.reviewer = [c["d0"][7]], True, False, "ann@example.org"
-    write_records(tmp_path / "consensus.parquet", consensus, Consensus)
+    rewrite_records(tmp_path / "consensus.parquet", consensus, Consensus)  # as `annotate pull` merges a decision
     skipped = run_adjudicate(tmp_path)  # same proposals and settings: nothing to redo
     assert skipped["skipped"] and skipped["disputed"] == 2  # counted as now: d0 has its human decision
     run_adjudicate(tmp_path, force=True)
