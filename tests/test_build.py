@@ -114,9 +114,9 @@ def test_truncated_and_tampered_outputs_are_redone_from_their_markers(tmp_path):
     args = [*_cli("build", "--category", CATEGORY, "--limit", "2", "--annotators", "structure"), "--work", str(tmp_path)]
     subprocess.run(args, check=True, capture_output=True, timeout=300)
     work = tmp_path / CATEGORY
-    docs, instances = work / "documents.parquet", work / "instances.parquet"
+    docs, proposals, instances = (work / f"{name}.parquet" for name in ("documents", "proposals", "instances"))
     shards = sorted((work / "proposals.parts").rglob("*.parquet"))
-    good = {p: _digest(p) for p in (docs, instances, *shards)}
+    good = {p: _digest(p) for p in (docs, proposals, instances, *shards)}
 
     # A truncated documents.parquet: a stage that reads it says so and how to recover; build redoes it.
     docs.write_bytes(docs.read_bytes()[: docs.stat().st_size // 2])
@@ -124,10 +124,12 @@ def test_truncated_and_tampered_outputs_are_redone_from_their_markers(tmp_path):
     said = "".join(refused.stderr.split())  # rich wraps long lines, even inside a path
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
     assert "documents.parquetcannotberead" in said and "rerun`semanticsegbuild`" in said
-    # A truncated proposal shard, and an instances.parquet changed behind the build's back (fewer rows).
-    shards[0].write_bytes(shards[0].read_bytes()[:100])
+    # Truncated proposals (the stage output and a shard it is assembled from), and an instances.parquet
+    # changed behind the build's back (fewer rows).
+    for path in (proposals, shards[0]):
+        path.write_bytes(path.read_bytes()[:100])
     pq.write_table(pq.read_table(instances).slice(0, 1), instances)
     subprocess.run(args, check=True, capture_output=True, timeout=300)
     report = json.loads((work / "build_report.json").read_text())
-    assert report["stages"]["collect"] == report["stages"]["instances"] == "ran"
+    assert report["stages"]["collect"] == report["stages"]["propose"] == report["stages"]["instances"] == "ran"
     assert {p: _digest(p) for p in good} == good  # every damaged output was redone, to the same bytes
