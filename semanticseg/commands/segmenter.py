@@ -135,8 +135,9 @@ def evaluate_cmd(
     model: Path = typer.Option(None, "--model", help="Trained segmenter folder; without it only the baselines run."),
     split: str = typer.Option("test", "--split", help="Split to score (methods are tuned on validation)."),
     out: Path = typer.Option(Path("runs/evaluate"), "--out", callback=writable_folder, help="Folder for results.json, results.md, quality_vs_speed.png."),
-    methods: str = typer.Option(",".join(["segmenter", "fixed", "paragraph", "recursive", "texttiling", "embedding", "structure"]),
-                                "--methods", help="Comma-separated methods to compare."),
+    methods: str = typer.Option(",".join(["segmenter", "fixed", "paragraph", "recursive", "texttiling", "embedding", "structure", "peers"]),
+                                "--methods", help="Comma-separated methods to compare; peers (the peers extra) is chonkie-semantic, "
+                                "chonkie-recursive, langchain-semantic, llamaindex-semantic."),
     tolerance: int = typer.Option(20, "--tolerance", min=0, help="Boundary F1: a cut within this many tokens of a reference cut counts."),
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N documents of each split (quick runs)."),
 ) -> None:

@@ -190,15 +190,19 @@ BASELINES: dict[str, Callable[[], Method]] = {
 
 
 def get_methods(names: list[str], model: str | None = None) -> list[Method]:
-    """Methods by name ("segmenter" needs model, a trained segmenter directory)."""
+    """Methods by name ("segmenter" needs model, a trained segmenter directory; "peers" is every peer)."""
+    from semanticseg.segmenter.peers import PEERS, get_peer
+
     methods: list[Method] = []
-    for name in names:
-        if name == "segmenter":
+    for name in [p for n in names for p in (PEERS if n == "peers" else [n])]:
+        if name in PEERS:
+            methods.append(get_peer(name))
+        elif name == "segmenter":
             if not model:
                 raise ValueError("the segmenter method needs --model DIR")
             methods.append(TrainedSegmenter(model))
         elif name in BASELINES:
             methods.append(BASELINES[name]())
         else:
-            raise ValueError(f"unknown method {name!r}; known: segmenter, {', '.join(BASELINES)}")
+            raise ValueError(f"unknown method {name!r}; known: segmenter, {', '.join(BASELINES)}, peers ({', '.join(PEERS)})")
     return methods

