@@ -170,9 +170,13 @@ def read_config(path: Path) -> SegmenterConfig:
 class Segmenter:
     """Load a trained segmenter and cut text into blocks: `Segmenter.load(path).segment(text, target_tokens=512)`."""
 
-    def __init__(self, config: SegmenterConfig, net: BoundaryNet | None = None) -> None:
+    def __init__(self, config: SegmenterConfig, net: BoundaryNet | None = None, backend: str | None = None) -> None:
+        from semanticseg.segmenter.onnx_encoder import onnx_available
+
         self.config = config
         self.net = (net or BoundaryNet(config)).eval()
+        # The encoder on ONNX Runtime gives the same embeddings faster (onnx_encoder.py); torch without the fast extra.
+        self.backend = backend or ("onnx" if onnx_available() else "torch")
 
     @classmethod
     def load(cls, path: str | Path) -> Segmenter:
@@ -199,7 +203,8 @@ class Segmenter:
 
     def inputs(self, units: Units) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The network inputs for units: embeddings, unit features, voter features (the encoder is the costly part)."""
-        embeddings = np.asarray(embed_units(units, load_encoder(self.config.encoder), self.config.max_unit_tokens), dtype=np.float32)
+        encoder = load_encoder(self.config.encoder, backend=self.backend)
+        embeddings = np.asarray(embed_units(units, encoder, self.config.max_unit_tokens), dtype=np.float32)
         target = self.config.voter_target_tokens
         voters = voter_features(embeddings, units.kinds, units.token_offsets, units.n_tokens, target) if target else np.zeros((len(units.offsets), 0), np.float32)
         return torch.from_numpy(embeddings), torch.from_numpy(unit_features(units)), torch.from_numpy(voters)
@@ -209,7 +214,14 @@ class Segmenter:
         """P(a block starts at candidate i) for every candidate of units."""
         if not units.offsets:
             return np.zeros(0, dtype=np.float32)
-        return torch.sigmoid(self.net(*self.inputs(units))).numpy()
+        inputs = self.inputs(units)
+        # The head is small: on one thread it skips OpenMP's hand-offs, which cost more than its work on a busy CPU.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return torch.sigmoid(self.net(*inputs)).numpy()
+        finally:
+            torch.set_num_threads(threads)
 
     def segment(
         self,

@@ -70,11 +70,22 @@ def resolve_encoder(name: str) -> str:
     return name
 
 
-@lru_cache(maxsize=2)
-def load_encoder(name: str = OFFLINE_ENCODER, device: str = "cpu") -> Any:
-    """A SentenceTransformer by name (`minilm` offline), a hub id or a local path; loaded once."""
+@lru_cache(maxsize=4)
+def load_encoder(name: str = OFFLINE_ENCODER, device: str = "cpu", backend: str = "torch") -> Any:
+    """A SentenceTransformer by name (`minilm` offline), a hub id or a local path; loaded once.
+
+    backend "onnx": the same embeddings computed by ONNX Runtime (onnx_encoder.py), for models it can run
+    (mean-pooled, normalised) on CPU; otherwise the torch model.
+    """
     from sentence_transformers import SentenceTransformer
 
+    if backend == "onnx" and device == "cpu":
+        from semanticseg.segmenter.onnx_encoder import OnnxEncoder
+
+        try:
+            return OnnxEncoder(load_encoder(name, device))
+        except ValueError:
+            pass
     return SentenceTransformer(resolve_encoder(name), device=device)
 
 
