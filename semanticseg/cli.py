@@ -1,7 +1,8 @@
 """The `semanticseg` command: one thin Typer command per stage, no logic of its own.
 
-Commands live in semanticseg/commands/, one module per area (data, annotation, segmenter, block
-attention) so each area's wiring stays small; importing them registers their commands on `app`.
+Commands live in semanticseg/commands/, one module per area (data, annotation, review, segmenter, block
+attention) so each area's wiring stays small. Each module holds its commands on its own Typer `app`; this
+module merges them (the commands never import this one) and lists them in the order data flows.
 """
 
 from __future__ import annotations
@@ -9,13 +10,23 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
+from semanticseg.commands import annotators, blocks, data, review, segmenter
 from semanticseg.errors import UserError
+
+# `--help` lists the commands in the order data flows through them (DESIGN.md); the panels (commands/common.py)
+# follow, each first shown with its first command here.
+FLOW = ("build", "collect", "candidates", "propose", "adjudicate", "release", "validate", "annotate",
+        "train-segmenter", "segment", "evaluate", "distill", "eval-blocks", "llm")
 
 
 class _Commands(TyperGroup):
     """The command group: expected user errors become one "error: ..." line and a non-zero exit, caught here
     once for every command (a parameter callback's too, since subcommands parse inside this invoke); Ctrl-C
     anywhere ends with one line saying what was kept (exit 130), never a traceback."""
+
+    def list_commands(self, ctx):
+        rank = {name: i for i, name in enumerate(FLOW)}
+        return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
 
     def invoke(self, ctx):
         try:
@@ -57,5 +68,5 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
 )
-
-from semanticseg.commands import annotators, blocks, data, review, segmenter  # noqa: E402,F401  (registers commands)
+for commands in (data, annotators, review, segmenter, blocks):
+    app.add_typer(commands.app)  # no name: the module's commands join the top level

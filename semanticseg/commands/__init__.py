@@ -1,1 +1,1 @@
-"""CLI commands by area; each module registers its commands on semanticseg.cli.app."""
+"""CLI commands by area; each module holds its commands on its own Typer `app`, which cli.py merges."""

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.cli import app
-from semanticseg.commands.common import console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import DATASET, SERVERS, console, fail, progress_bar, writable_folder
+
+app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
 llm_app = typer.Typer(help="The offline default LLM: SmolLM2-135M-Instruct behind a local OpenAI-compatible server.",
                       no_args_is_help=True)
-app.add_typer(llm_app, name="llm")
+app.add_typer(llm_app, name="llm", rich_help_panel=SERVERS)
 
 WORK_HELP = "Work root: each category lives in WORK/<category>/ (as written by `semanticseg collect --out`)."
 CATEGORY_HELP = "Category to process (repeatable); default: every WORK/<category>/ that has the stage's input."
@@ -31,7 +32,7 @@ def _work_dirs(work: Path, categories: list[str] | None, needs: str) -> list[Pat
     return dirs
 
 
-@app.command("candidates")
+@app.command("candidates", rich_help_panel=DATASET)
 def candidates_cmd(
     work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
     category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
@@ -115,7 +116,7 @@ def llm_settings(annotators: list[str], llm_base_url: str | None, llm_model: lis
     return specs, {"base_url": llm_base_url, **given}
 
 
-@app.command("propose")
+@app.command("propose", rich_help_panel=DATASET)
 def propose_cmd(
     work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
     category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
@@ -193,7 +194,7 @@ def _propose_table(category: str, summary: dict) -> None:
             console.print(f"[yellow]{name} failed[/] {error}")
 
 
-@app.command("adjudicate")
+@app.command("adjudicate", rich_help_panel=DATASET)
 def adjudicate_cmd(
     work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
     category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.cli import app
-from semanticseg.commands.common import console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import BLOCKS, console, fail, progress_bar, writable_folder
+
+app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
 _DATA_HELP = ("A release (folder or instances.parquet: text + cuts), documents.parquet, or a Hugging Face data set id "
               "(owner/name[:config], e.g. nvidia/ChatQA2-Long-SFT-data:long_sft; online); documents without cuts are cut by --segmenter, else by structure cuts.")
@@ -34,7 +35,7 @@ def _check_data(data: Path) -> None:
         raise fail(f"{data}: no such file or folder ({_DATA_HELP})")
 
 
-@app.command("distill")
+@app.command("distill", rich_help_panel=BLOCKS)
 def distill_cmd(
     teacher: str = typer.Option("smollm2", "--teacher", help=_TEACHER_HELP),
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
@@ -88,7 +89,7 @@ def distill_cmd(
     console.print(f"student saved to {model_dir}")
 
 
-@app.command("eval-blocks")
+@app.command("eval-blocks", rich_help_panel=BLOCKS)
 def eval_blocks_cmd(
     teacher: str = typer.Option("smollm2", "--teacher", help=_TEACHER_HELP),
     data: Path = typer.Option(..., "--data", help="Held-out documents. " + _DATA_HELP),

@@ -15,6 +15,13 @@ from semanticseg.errors import UserError
 
 console = Console(stderr=True)
 
+# The `--help` panels, in the order of the data flow (cli.FLOW lists the commands in that order).
+DATASET = "Data set"
+REVIEW = "Review"
+SEGMENTER = "Segmenter"
+BLOCKS = "Block attention"
+SERVERS = "Servers"
+
 
 def fail(message: str, code: int = 2) -> UserError:
     """The error to raise for a user mistake (usage: raise fail("...")); cli.py prints it as one line."""

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.cli import app
 from semanticseg.commands.annotators import (
     CONCURRENCY, LLM_BASE_URL, LLM_MAX_TOKENS, LLM_MODEL, LLM_SAMPLES, MAX_RETRIES, OVERLAP_TOKENS, TEMPERATURE, TIMEOUT,
     WINDOW_TOKENS, llm_settings,
 )
-from semanticseg.commands.common import console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import DATASET, console, fail, progress_bar, writable_folder
+
+app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
 
 # ---- collect (semanticseg/collect.py) ----
@@ -33,7 +34,7 @@ def _collect_table(category: str, summary: dict) -> None:
     console.print(table)
 
 
-@app.command("collect")
+@app.command("collect", rich_help_panel=DATASET)
 def collect_cmd(
     category: str = typer.Option(..., "--category", "-c", help="Category to collect, e.g. code (an unknown name lists them all)."),
     source: str = typer.Option(
@@ -94,7 +95,7 @@ def collect_cmd(
 RECIPE = typer.Option(None, "--recipe", help="Release recipe TOML (default: pipelines/release.toml).")
 
 
-@app.command("build")
+@app.command("build", rich_help_panel=DATASET)
 def build_cmd(
     category: list[str] = typer.Option(None, "--category", "-c", help="Category to build (repeat for several), e.g. code."),
     all_categories: bool = typer.Option(False, "--all", help="Build every category."),
@@ -208,7 +209,7 @@ def _print_build(reports) -> None:
     console.print(f"shortfall against the recipe: {short:,} instances. Next: semanticseg release")
 
 
-@app.command("release")
+@app.command("release", rich_help_panel=DATASET)
 def release_cmd(
     work: Path = typer.Option(Path("work"), "--work", help="Work root that `semanticseg build` filled."),
     out: Path = typer.Option(
@@ -252,7 +253,7 @@ def release_cmd(
         console.print(f"published to {summary.pushed_to}")
 
 
-@app.command("validate")
+@app.command("validate", rich_help_panel=DATASET)
 def validate_cmd(
     path: Path = typer.Argument(..., help="A release folder (README.md, release.json, data/<split>-*.parquet, dataset/) or one instances.parquet."),
     recipe_path: Path = RECIPE,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.cli import app
-from semanticseg.commands.common import console, fail, progress_bar
+from semanticseg.commands.common import REVIEW, console, fail, progress_bar
+
+app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
 annotate = typer.Typer(
     help=(
@@ -17,7 +18,7 @@ annotate = typer.Typer(
     ),
     no_args_is_help=True,
 )
-app.add_typer(annotate, name="annotate")
+app.add_typer(annotate, name="annotate", rich_help_panel=REVIEW)
 
 WORK = typer.Option(Path("work"), "--work", help="Work root: category folders and the Label Studio data (WORK/labelstudio) live here.")
 CATEGORY = typer.Option(..., "--category", "-c", help="Category whose WORK/<category>/consensus.parquet is reviewed, e.g. code.")

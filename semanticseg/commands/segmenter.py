@@ -8,13 +8,14 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.cli import app
-from semanticseg.commands.common import console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import SEGMENTER, console, fail, progress_bar, writable_folder
+
+app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
 _DATA_HELP = "Release: a folder of train/validation/test parquet files (Instance schema) or a saved DatasetDict folder."
 
 
-@app.command("train-segmenter")
+@app.command("train-segmenter", rich_help_panel=SEGMENTER)
 def train_segmenter_cmd(
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
     out: Path = typer.Option(..., "--out", callback=writable_folder, help="Model folder: config.json, model.safetensors, README.md (card), checkpoint.pt."),
@@ -63,7 +64,7 @@ def _read_text(path: str) -> str:
         raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
 
 
-@app.command("segment")
+@app.command("segment", rich_help_panel=SEGMENTER)
 def segment_cmd(
     files: list[str] = typer.Argument(..., help="Text files to segment, or - for stdin."),
     model: Path = typer.Option(None, "--model", help="Trained segmenter folder (from train-segmenter); needed for --method segmenter."),
@@ -129,7 +130,7 @@ def _emit(path: str, text: str, spans: list[tuple[int, int]], fmt: str) -> None:
     sys.stdout.flush()
 
 
-@app.command("evaluate")
+@app.command("evaluate", rich_help_panel=SEGMENTER)
 def evaluate_cmd(
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
     model: Path = typer.Option(None, "--model", help="Trained segmenter folder; without it only the baselines run."),
