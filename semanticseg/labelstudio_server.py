@@ -23,9 +23,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
-
 from semanticseg.io import write_json
+
 # The loopback checks are the ones the local LLM server uses.
 from semanticseg.llm_server import _healthy as healthy
 from semanticseg.llm_server import _port_free, cache_dir

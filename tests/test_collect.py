@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from semanticseg.cli import app
-from semanticseg.collect import CATEGORIES, EmptySource, CollectConfig, build_documents, collect, cut, sections
+from semanticseg.collect import CATEGORIES, CollectConfig, EmptySource, build_documents, collect, cut, sections
 from semanticseg.io import read_records
 from semanticseg.pipelines import OnlineSource, load_category
 from semanticseg.schema import Document

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pydoc_data.topics
 import random
 
 import numpy as np
 import pytest
-import pydoc_data.topics
 from typer.testing import CliRunner
 
 from semanticseg.schema import Document
@@ -81,8 +81,8 @@ def test_vectorised_depth_scores_equal_texttiling_depths():
 def test_voter_features_replay_the_structure_annotator_and_similarity_windows():
     from semanticseg.annotators.structure import StructureAnnotator
     from semanticseg.candidates import find_candidates
-    from semanticseg.tokens import count_tokens
     from semanticseg.segmenter.voters import voter_features, window_similarities
+    from semanticseg.tokens import count_tokens
 
     doc = _docs()[0]
     n_tokens = count_tokens(doc.text)

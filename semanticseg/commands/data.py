@@ -7,8 +7,17 @@ from pathlib import Path
 import typer
 
 from semanticseg.commands.annotators import (
-    CONCURRENCY, LLM_BASE_URL, LLM_MAX_TOKENS, LLM_MODEL, LLM_SAMPLES, MAX_RETRIES, OVERLAP_TOKENS, TEMPERATURE, TIMEOUT,
-    WINDOW_TOKENS, llm_settings,
+    CONCURRENCY,
+    LLM_BASE_URL,
+    LLM_MAX_TOKENS,
+    LLM_MODEL,
+    LLM_SAMPLES,
+    MAX_RETRIES,
+    OVERLAP_TOKENS,
+    TEMPERATURE,
+    TIMEOUT,
+    WINDOW_TOKENS,
+    llm_settings,
 )
 from semanticseg.commands.common import DATASET, console, fail, progress_bar, writable_folder
 

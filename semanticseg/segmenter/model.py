@@ -28,7 +28,6 @@ from semanticseg.segmenter.units import N_FEATURES, OFFLINE_ENCODER, Units, doc_
 from semanticseg.segmenter.voters import N_VOTER_FEATURES, voter_features
 from semanticseg.tokens import DEFAULT_ENCODING, span_tokens, token_starts
 
-
 WIDTHS = (1, 2, 4, 8)  # units on each side of a candidate whose mean embeddings are compared
 
 

@@ -12,7 +12,6 @@ history); rerunning the same command resumes from it.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
