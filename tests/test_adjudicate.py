@@ -86,3 +86,34 @@ def test_bad_settings_are_rejected(work):
     tmp_path, _ = work
     with pytest.raises(ValueError):
         run_adjudicate(tmp_path, threshold=1.5)
+
+
+def test_the_command_takes_its_threshold_from_the_recipe(tmp_path):
+    """`semanticseg adjudicate` alone disputes what `build` disputes: its threshold is the recipe's unless given."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from semanticseg.cli import app
+    from semanticseg.recipe import load_recipe
+
+    folder = tmp_path / "legal"
+    folder.mkdir()
+    make_work(folder, [(f"d{i}", "legal", "\n\n".join(real_paragraphs(20)[i * 10:(i + 1) * 10])) for i in range(2)])
+    o = {c.doc_id: c.offsets for c in read_records(folder / "candidates.parquet", Candidates)}
+    # d0: exact agreement; d1: b misses one cut by one candidate (agreement under 1, above the shipped threshold).
+    _write(folder, [("d0", "a", [o["d0"][2], o["d0"][5]], "ok"), ("d0", "b", [o["d0"][2], o["d0"][5]], "ok"),
+                    ("d1", "a", [o["d1"][1], o["d1"][6]], "ok"), ("d1", "b", [o["d1"][1], o["d1"][7]], "ok")])
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[annotation]\nagreement_threshold = 0.95\n")
+    runner = CliRunner()
+
+    def adjudicate(*args: str) -> tuple[float, list[str]]:
+        result = runner.invoke(app, ["adjudicate", "--work", str(tmp_path), "-c", "legal", *args])
+        assert result.exit_code == 0, result.output
+        threshold = json.loads((folder / "adjudicate.config.json").read_text())["threshold"]
+        return threshold, [d.doc_id for d in read_records(folder / "disputed.parquet", Consensus)]
+
+    assert adjudicate() == (load_recipe().agreement_threshold, [])
+    assert adjudicate("--recipe", str(strict)) == (0.95, ["d1"])
+    assert adjudicate("--recipe", str(strict), "--threshold", "0.2") == (0.2, [])  # the option overrides the recipe

@@ -170,3 +170,28 @@ def test_ctrl_c_stops_propose_within_seconds_and_a_rerun_resumes(tmp_path):
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in kept.items())  # finished proposals were not redone
     proposals = read_records(tmp_path / "legal" / "proposals.parquet", Proposal)
     assert len(proposals) == 2 * len(licences) and all(p.status == "ok" for p in proposals)
+
+
+def test_propose_takes_annotators_and_granularity_from_the_recipe(tmp_path):
+    """Unset, `semanticseg propose`'s annotators and target come from the recipe (--recipe, else the shipped one)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from semanticseg.cli import app
+    from semanticseg.recipe import load_recipe
+
+    make_work(tmp_path / "legal", [("d", "legal", GPL)])
+    recipe = tmp_path / "structure-only.toml"
+    recipe.write_text('[annotation]\nannotators = ["structure"]\n\n[blocks]\ntarget_tokens = 300\n')
+    runner = CliRunner()
+
+    def propose(*args: str) -> tuple[list[str], int]:
+        result = runner.invoke(app, ["propose", "--work", str(tmp_path), "-c", "legal", *args])
+        assert result.exit_code == 0, result.output
+        config = json.loads((tmp_path / "legal" / "propose.config.json").read_text())
+        return config["annotators"], config["target_tokens"]
+
+    assert propose("--recipe", str(recipe)) == (["structure"], 300)
+    assert propose("--recipe", str(recipe), "-a", "structure", "--target-tokens", "200") == (["structure"], 200)
+    assert propose("-a", "structure") == (["structure"], load_recipe().target_block_tokens)

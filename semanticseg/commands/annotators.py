@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.commands.common import DATASET, SERVERS, console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import DATASET, RECIPE, SERVERS, console, fail, progress_bar, writable_folder
 
 app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
@@ -88,11 +88,11 @@ LLM_MAX_TOKENS = typer.Option(None, "--max-tokens", rich_help_panel=_LLM_PANEL, 
 def llm_settings(annotators: list[str], llm_base_url: str | None, llm_model: list[str] | None, llm_samples: int,
                  temperature: float | None, concurrency: int | None, timeout: float | None, max_retries: int | None,
                  window_tokens: int | None, overlap_tokens: int | None, max_tokens: int | None,
-                 local_options: dict | None = None) -> tuple[list[str], dict]:
+                 local_options: dict) -> tuple[list[str], dict]:
     """The annotator names (each bare 'llm' expanded per model and sample) and the LLM options, checked.
 
     Unset options take the LLM annotator's defaults; for the local CPU server (no --llm-base-url), the
-    release recipe's offline.llm_options over them (local_options; default: the shipped recipe's).
+    release recipe's offline.llm_options over them (local_options).
     """
     from semanticseg.annotators.base import check_names
 
@@ -121,10 +121,12 @@ def propose_cmd(
     work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
     category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
     annotator: list[str] = typer.Option(
-        ["structure", "similarity", "llm"], "--annotator", "-a",
-        help="Annotator to run (repeatable): structure, similarity, llm, or llm:<model>#<sample>.",
+        None, "--annotator", "-a",
+        help="Annotator to run (repeatable): structure, similarity, llm, or llm:<model>#<sample> (default: the recipe's annotators).",
     ),
-    target_tokens: int = typer.Option(512, "--target-tokens", min=16, help="Granularity: the mean block length to aim for, in tokens."),
+    target_tokens: int = typer.Option(None, "--target-tokens", min=16,
+                                      help="Granularity: the mean block length to aim for, in tokens (default: the recipe's blocks.target_tokens)."),
+    recipe_path: Path = RECIPE,
     llm_base_url: str = LLM_BASE_URL,
     llm_model: list[str] = LLM_MODEL,
     llm_samples: int = LLM_SAMPLES,
@@ -149,9 +151,12 @@ def propose_cmd(
       semanticseg propose -c web -a llm --llm-base-url https://api.openai.com/v1 --llm-model gpt-4o-mini
     """
     from semanticseg.annotators.propose import run_propose
+    from semanticseg.recipe import load_recipe
 
-    specs, options = llm_settings(annotator, llm_base_url, llm_model, llm_samples, temperature, concurrency, timeout,
-                                  max_retries, window_tokens, overlap_tokens, max_tokens)
+    recipe = load_recipe(recipe_path)
+    target_tokens = target_tokens or recipe.target_block_tokens
+    specs, options = llm_settings(annotator or recipe.annotators, llm_base_url, llm_model, llm_samples, temperature, concurrency,
+                                  timeout, max_retries, window_tokens, overlap_tokens, max_tokens, recipe.offline_llm_options)
     all_failed = []
     for work_dir in _work_dirs(work, category, "candidates.parquet"):
         with progress_bar() as progress:
@@ -168,15 +173,14 @@ def propose_cmd(
                    "failed proposals are asked again", code=1)
 
 
-def _llm_defaults(local_options: dict | None) -> dict:
-    """The LLM annotator's own defaults, with local_options over them (None: the shipped recipe's offline.llm_options)."""
+def _llm_defaults(local_options: dict) -> dict:
+    """The LLM annotator's own defaults, with local_options over them."""
     import inspect
 
     from semanticseg.annotators.llm import LLMAnnotator
-    from semanticseg.recipe import load_recipe
 
     defaults = {name: p.default for name, p in inspect.signature(LLMAnnotator).parameters.items()}
-    return {**defaults, **(load_recipe().offline_llm_options if local_options is None else local_options)}
+    return {**defaults, **local_options}
 
 
 def _propose_table(category: str, summary: dict) -> None:
@@ -198,9 +202,11 @@ def _propose_table(category: str, summary: dict) -> None:
 def adjudicate_cmd(
     work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
     category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
-    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0,
-                                    help="Documents whose mean pairwise boundary similarity is under this go to human review."),
+    threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0,
+                                    help="Documents whose mean pairwise boundary similarity is under this go to human review "
+                                    "(default: the recipe's annotation.agreement_threshold, as `build` uses)."),
     tolerance: int = typer.Option(1, "--tolerance", min=0, help="Cuts this many candidates apart still count as agreeing."),
+    recipe_path: Path = RECIPE,
 ) -> None:
     """Agreement between annotators, consensus cuts (majority within tolerance) and the disputed queue.
 
@@ -214,7 +220,10 @@ def adjudicate_cmd(
     from rich.table import Table
 
     from semanticseg.adjudicate import run_adjudicate
+    from semanticseg.recipe import load_recipe
 
+    if threshold is None:
+        threshold = load_recipe(recipe_path).agreement_threshold
     for work_dir in _work_dirs(work, category, "proposals.parquet"):
         try:
             summary = run_adjudicate(work_dir, threshold=threshold, tolerance=tolerance)

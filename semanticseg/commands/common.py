@@ -8,12 +8,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from semanticseg.errors import UserError
 
 console = Console(stderr=True)
+
+# The release recipe: where build, propose, adjudicate, release and validate take their defaults from.
+RECIPE = typer.Option(None, "--recipe", help="Release recipe TOML (default: pipelines/release.toml).")
 
 # The `--help` panels, in the order of the data flow (cli.FLOW lists the commands in that order).
 DATASET = "Data set"

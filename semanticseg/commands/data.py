@@ -19,7 +19,7 @@ from semanticseg.commands.annotators import (
     WINDOW_TOKENS,
     llm_settings,
 )
-from semanticseg.commands.common import DATASET, console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import DATASET, RECIPE, console, fail, progress_bar, writable_folder
 
 app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
@@ -100,9 +100,6 @@ def collect_cmd(
 
 
 # ---- build, release, validate (semanticseg/build.py, release.py, validate.py) ----
-
-RECIPE = typer.Option(None, "--recipe", help="Release recipe TOML (default: pipelines/release.toml).")
-
 
 @app.command("build", rich_help_panel=DATASET)
 def build_cmd(
