@@ -26,7 +26,6 @@ from semanticseg.io import fingerprint, is_done, mark_done, read_records, read_s
 from semanticseg.metrics import boundary_f1, boundary_similarity, candidate_positions
 from semanticseg.schema import Candidates, Consensus, Document, Proposal
 
-
 DEFAULT_TOLERANCE = 1  # cuts this many candidates apart still agree
 
 

@@ -24,7 +24,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from semanticseg.adjudicate import DEFAULT_TOLERANCE, awaiting_review, majority_cuts, mean_agreement, recorded_tolerance, similarity
+from semanticseg.adjudicate import (
+    DEFAULT_TOLERANCE,
+    awaiting_review,
+    majority_cuts,
+    mean_agreement,
+    recorded_tolerance,
+    similarity,
+)
 from semanticseg.io import read_records, rewrite_records, write_json, write_records
 from semanticseg.metrics import candidate_positions
 from semanticseg.recipe import package_data
