@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from semanticseg.annotators.base import Annotator, get_annotator, parse_name
-from semanticseg.io import (Interrupted, StaleOutput, fingerprint, is_done, mark_done, read_records, read_summary, write_json,
-                            write_records)
+from semanticseg.io import (
+    Interrupted,
+    StaleOutput,
+    fingerprint,
+    is_done,
+    mark_done,
+    read_records,
+    read_summary,
+    write_json,
+    write_records,
+)
 from semanticseg.schema import Candidates, Document, Proposal
 
 # LLM options that change answers (so they key the shards); the rest (concurrency, timeouts) do not.
