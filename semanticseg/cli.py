@@ -52,3 +52,21 @@ app = typer.Typer(
 )
 
 from semanticseg.commands import annotators, blocks, data, review, segmenter  # noqa: E402,F401  (registers commands)
+
+
+def main() -> None:
+    """The console script: the Typer app, with a missing optional part reported in one line naming its extra."""
+    from semanticseg.extras import missing_extra
+
+    try:
+        app()
+    except ModuleNotFoundError as err:
+        message = missing_extra(err)
+        if message is None:
+            raise
+        from rich.markup import escape
+
+        from semanticseg.commands.common import console
+
+        console.print(f"[bold red]error:[/] {escape(message)}")
+        raise SystemExit(2) from None
