@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from semanticseg.cli import app
-from semanticseg.commands.common import console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import check_categories, console, fail, progress_bar, writable_folder
 
 llm_app = typer.Typer(help="The offline default LLM: SmolLM2-135M-Instruct behind a local OpenAI-compatible server.",
                       no_args_is_help=True)
@@ -34,7 +34,7 @@ def _work_dirs(work: Path, categories: list[str] | None, needs: str) -> list[Pat
 @app.command("candidates")
 def candidates_cmd(
     work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
-    category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
+    category: list[str] = typer.Option(None, "--category", "-c", callback=check_categories, help=CATEGORY_HELP),
     encoding: str = typer.Option("cl100k_base", "--encoding", help="tiktoken encoding for token offsets (cl100k_base works offline)."),
     force: bool = typer.Option(False, "--force", help="Recompute even when candidates.parquet is complete for these inputs."),
 ) -> None:
@@ -118,7 +118,7 @@ def llm_settings(annotators: list[str], llm_base_url: str | None, llm_model: lis
 @app.command("propose")
 def propose_cmd(
     work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
-    category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
+    category: list[str] = typer.Option(None, "--category", "-c", callback=check_categories, help=CATEGORY_HELP),
     annotator: list[str] = typer.Option(
         ["structure", "similarity", "llm"], "--annotator", "-a",
         help="Annotator to run (repeatable): structure, similarity, llm, or llm:<model>#<sample>.",
@@ -190,7 +190,7 @@ def _propose_table(category: str, summary: dict) -> None:
 @app.command("adjudicate")
 def adjudicate_cmd(
     work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
-    category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
+    category: list[str] = typer.Option(None, "--category", "-c", callback=check_categories, help=CATEGORY_HELP),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0,
                                     help="Documents whose mean pairwise boundary similarity is under this go to human review."),
     tolerance: int = typer.Option(1, "--tolerance", min=0, help="Cuts this many candidates apart still count as agreeing."),
