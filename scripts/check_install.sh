@@ -16,6 +16,9 @@ python -m venv "$tmp/venv"
 # shellcheck disable=SC1091
 source "$tmp/venv/bin/activate"
 unset PYTHONPATH  # the venv must import only what the install line put there
+# Skip compiling every installed module to bytecode (torch and transformers alone are thousands of files):
+# the check imports a few of them, which Python compiles on first import.
+export PIP_NO_COMPILE=1
 echo "check_install: $install"
 eval "$install" >"$tmp/install.log" 2>&1 || { tail -30 "$tmp/install.log" >&2; exit 1; }
 echo "check_install: installed in $((SECONDS - start)) s"
