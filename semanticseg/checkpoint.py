@@ -10,8 +10,10 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from semanticseg.errors import UserError
 
-class CheckpointRefused(ValueError):
+
+class CheckpointRefused(UserError):
     """A checkpoint file that holds more than tensors and plain values (e.g. a pickle that would run code)."""
 
 

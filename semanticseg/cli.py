@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from semanticseg.errors import UserError
+from semanticseg.extras import missing_extra
 
 
 class _Commands(TyperGroup):
@@ -21,6 +22,11 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except UserError as err:
             raise _exit(str(err), err.code) from None
+        except ModuleNotFoundError as err:
+            message = missing_extra(err)  # an optional part the install left out: name the extra that has it
+            if message is None:
+                raise
+            raise _exit(message, 2) from None
         except (PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError) as err:
             if err.filename is None:
                 raise
@@ -52,21 +58,3 @@ app = typer.Typer(
 )
 
 from semanticseg.commands import annotators, blocks, data, review, segmenter  # noqa: E402,F401  (registers commands)
-
-
-def main() -> None:
-    """The console script: the Typer app, with a missing optional part reported in one line naming its extra."""
-    from semanticseg.extras import missing_extra
-
-    try:
-        app()
-    except ModuleNotFoundError as err:
-        message = missing_extra(err)
-        if message is None:
-            raise
-        from rich.markup import escape
-
-        from semanticseg.commands.common import console
-
-        console.print(f"[bold red]error:[/] {escape(message)}")
-        raise SystemExit(2) from None

@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _cli_without(module: str, args: list[str]) -> subprocess.CompletedProcess:
-    """The console script's entry point in a process where `module` cannot be imported (as if not installed)."""
-    script = f"import sys; sys.modules[{module!r}] = None; sys.argv = ['semanticseg', *{args!r}]; from semanticseg.cli import main; main()"
+    """The CLI in a process where `module` cannot be imported (as if not installed)."""
+    script = f"import sys; sys.modules[{module!r}] = None; sys.argv = ['semanticseg', *{args!r}]; from semanticseg.cli import app; app()"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
 

@@ -71,7 +71,6 @@ def distill_cmd(
       semanticseg distill --data work/web/documents.parquet --segmenter models/segmenter --out runs/kd
       torchrun --nproc-per-node 8 --no-python semanticseg distill --teacher Qwen/Qwen3-4B-Instruct-2507 --data release/data --out runs/q3 --lora
     """
-    from semanticseg.checkpoint import CheckpointRefused
     from semanticseg.distill.recipe import DistillConfig, run
 
     _check_data(data)
@@ -84,11 +83,8 @@ def distill_cmd(
         lora=lora, lora_rank=lora_rank, gradient_checkpointing=gradient_checkpointing, seed=seed, device=device,
         compile=compile_model,
     )
-    try:
-        with progress_bar() as progress:
-            model_dir = run(config, progress)
-    except CheckpointRefused as err:
-        raise fail(str(err)) from None
+    with progress_bar() as progress:
+        model_dir = run(config, progress)
     console.print(f"student saved to {model_dir}")
 
 
