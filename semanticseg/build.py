@@ -19,6 +19,7 @@ from typing import Any
 
 from semanticseg.io import read_records, write_json
 from semanticseg.recipe import Recipe
+from semanticseg.redact import redact_url
 from semanticseg.schema import Consensus, Instance, length_bucket
 
 STAGES = ("collect", "candidates", "propose", "adjudicate", "review", "instances")
@@ -111,7 +112,8 @@ def build_category(
 
     work_dir = Path(config.work_root) / category
     work_dir.mkdir(parents=True, exist_ok=True)
-    write_json(work_dir / "build.config.json", {"config": asdict(config), "recipe": recipe.to_json()})
+    settings = {**asdict(config), "label_studio_url": redact_url(config.label_studio_url)}
+    write_json(work_dir / "build.config.json", {"config": settings, "recipe": recipe.to_json()})
     stages: dict[str, str] = {}
 
     def mark(name: str, summary: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from semanticseg.commands import annotators, blocks, data, review, segmenter
 from semanticseg.errors import UserError
+from semanticseg.extras import missing_extra
 
 # `--help` lists the commands in the order data flows through them (DESIGN.md); the panels (commands/common.py)
 # follow, each first shown with its first command here.
@@ -39,6 +40,11 @@ class _Commands(TyperGroup):
             console.print(str(err) or "interrupted: outputs already written are kept whole (each is written "
                           "atomically), the one in progress is not; rerun the same command to resume", soft_wrap=True)
             raise typer.Exit(130) from None
+        except ModuleNotFoundError as err:
+            message = missing_extra(err)  # an optional part the install left out: name the extra that has it
+            if message is None:
+                raise
+            raise _exit(message, 2) from None
         except (PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError) as err:
             if err.filename is None:
                 raise

@@ -35,6 +35,7 @@ from semanticseg.adjudicate import (
 from semanticseg.io import read_records, rewrite_records, write_json, write_records
 from semanticseg.metrics import candidate_positions
 from semanticseg.recipe import package_data
+from semanticseg.redact import redact_url
 from semanticseg.schema import Candidates, Consensus, Document, HumanCuts
 
 CONTROL = "cuts"  # the Choices that pull reads; the labeling config must keep this name
@@ -245,6 +246,7 @@ def _talking_to(url: str) -> Iterator[None]:
     import httpx
     from label_studio_sdk.core.api_error import ApiError
 
+    url = redact_url(url)  # messages never show a password given inside the URL
     try:
         yield
     except httpx.HTTPError as error:
@@ -351,7 +353,7 @@ def push(work_dir: Path, url: str, api_key: str, project: str | None = None, con
     """
     if reviewers is not None and reviewers < 1:
         raise ReviewError(f"reviewers per task must be at least 1, got {reviewers}")
-    config = PushConfig(url=url, project=project or project_title(work_dir.name), context_chars=context_chars, reviewers=reviewers)
+    config = PushConfig(url=redact_url(url), project=project or project_title(work_dir.name), context_chars=context_chars, reviewers=reviewers)
     docs, cands, consensus = _inputs(work_dir)
     reviewed = {h.doc_id for h in _read_human(work_dir)}
     client = connect(url, api_key)
@@ -453,14 +455,14 @@ def pull(work_dir: Path, url: str, api_key: str, project: str | None = None) -> 
     until then it stays queued. Unusable annotations and deleted tasks are recorded as skips (earlier human
     decisions for them are kept), and a later pull retries them.
     """
-    config = PullConfig(url=url, project=project or project_title(work_dir.name))
+    config = PullConfig(url=redact_url(url), project=project or project_title(work_dir.name))
     _, cands, consensus = _inputs(work_dir)
     tolerance = recorded_tolerance(work_dir)
     client = connect(url, api_key)
     with _talking_to(url):
         found = _find_project(client, config.project)
         if found is None:
-            raise ReviewError(f"no Label Studio project titled {config.project!r} at {url}: run `semanticseg annotate push` first")
+            raise ReviewError(f"no Label Studio project titled {config.project!r} at {config.url}: run `semanticseg annotate push` first")
         _checked(found)
         server = _server_tasks(client, found.id, with_annotations=True)
         users = {u.id: (u.email or u.username or f"user:{u.id}") for u in client.users.list()}

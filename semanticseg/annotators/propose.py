@@ -28,6 +28,7 @@ from semanticseg.io import (
     write_json,
     write_records,
 )
+from semanticseg.redact import redact_url
 from semanticseg.schema import Candidates, Document, Proposal
 
 # LLM options that change answers (so they key the shards); the rest (concurrency, timeouts) do not.
@@ -93,7 +94,9 @@ def run_propose(
     if missing:
         raise ValueError(f"{len(missing)} documents have no candidates (e.g. {missing[0]}): rerun `semanticseg candidates`")
     llm_options = dict(llm_options or {})
-    config = {"stage": "propose", "annotators": annotators, "target_tokens": target_tokens, "llm_options": llm_options}
+    # The annotators get the endpoint as given; what is written (config, shard keys) never holds its credentials.
+    public = {k: redact_url(v) if k == "base_url" else v for k, v in llm_options.items()}
+    config = {"stage": "propose", "annotators": annotators, "target_tokens": target_tokens, "llm_options": public}
     out = work_dir / "proposals.parquet"
     fp = fingerprint(config, work_dir / "candidates.parquet")
     if is_done(out, fp):
@@ -102,7 +105,7 @@ def run_propose(
             return done | {"skipped": True}
     write_json(work_dir / "propose.config.json", config)
     built = build_annotators(annotators, work_dir, llm_options)
-    keyed = {k: v for k, v in llm_options.items() if k in _ANSWER_OPTIONS}
+    keyed = {k: v for k, v in public.items() if k in _ANSWER_OPTIONS}
     shard_root = work_dir / "proposals.parts" / fingerprint({"target_tokens": target_tokens, **keyed}, work_dir / "candidates.parquet")
     results, todo = _pending(built, documents, shard_root, retry_failed)
     total = sum(len(v) for v in todo.values())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.commands.common import DATASET, RECIPE, SERVERS, console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import DATASET, RECIPE, SERVERS, check_categories, console, fail, progress_bar, writable_folder
 
 app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
@@ -35,7 +35,7 @@ def _work_dirs(work: Path, categories: list[str] | None, needs: str) -> list[Pat
 @app.command("candidates", rich_help_panel=DATASET)
 def candidates_cmd(
     work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
-    category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
+    category: list[str] = typer.Option(None, "--category", "-c", callback=check_categories, help=CATEGORY_HELP),
     encoding: str = typer.Option("cl100k_base", "--encoding", help="tiktoken encoding for token offsets (cl100k_base works offline)."),
     force: bool = typer.Option(False, "--force", help="Recompute even when candidates.parquet is complete for these inputs."),
 ) -> None:
@@ -119,7 +119,7 @@ def llm_settings(annotators: list[str], llm_base_url: str | None, llm_model: lis
 @app.command("propose", rich_help_panel=DATASET)
 def propose_cmd(
     work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
-    category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
+    category: list[str] = typer.Option(None, "--category", "-c", callback=check_categories, help=CATEGORY_HELP),
     annotator: list[str] = typer.Option(
         None, "--annotator", "-a",
         help="Annotator to run (repeatable): structure, similarity, llm, or llm:<model>#<sample> (default: the recipe's annotators).",
@@ -201,7 +201,7 @@ def _propose_table(category: str, summary: dict) -> None:
 @app.command("adjudicate", rich_help_panel=DATASET)
 def adjudicate_cmd(
     work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
-    category: list[str] = typer.Option(None, "--category", "-c", help=CATEGORY_HELP),
+    category: list[str] = typer.Option(None, "--category", "-c", callback=check_categories, help=CATEGORY_HELP),
     threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0,
                                     help="Documents whose mean pairwise boundary similarity is under this go to human review "
                                     "(default: the recipe's annotation.agreement_threshold, as `build` uses)."),

@@ -50,6 +50,21 @@ def writable_folder(ctx: Any, param: Any, value: Path | None) -> Path | None:
     return value
 
 
+def check_categories(value: str | list[str] | None) -> str | list[str] | None:
+    """The --category callback of every command: known category names only.
+
+    Category names become folders under --work, so a name such as ../x or /tmp/x would read and write
+    outside it; accepting only the recipes' names rules every such trick out in one place.
+    """
+    from semanticseg.pipelines import load_categories
+
+    known = load_categories()
+    for name in [value] if isinstance(value, str) else value or []:
+        if name not in known:
+            raise fail(f"unknown category {name}; valid categories: {', '.join(known)}")
+    return value
+
+
 @contextmanager
 def progress_bar() -> Iterator[Progress]:
     """A rich progress display for long stages (to stderr, so stdout stays machine-readable)."""

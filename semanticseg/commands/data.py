@@ -19,7 +19,7 @@ from semanticseg.commands.annotators import (
     WINDOW_TOKENS,
     llm_settings,
 )
-from semanticseg.commands.common import DATASET, RECIPE, console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import DATASET, RECIPE, check_categories, console, fail, progress_bar, writable_folder
 
 app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
@@ -45,7 +45,7 @@ def _collect_table(category: str, summary: dict) -> None:
 
 @app.command("collect", rich_help_panel=DATASET)
 def collect_cmd(
-    category: str = typer.Option(..., "--category", "-c", help="Category to collect, e.g. code (an unknown name lists them all)."),
+    category: str = typer.Option(..., "--category", "-c", callback=check_categories, help="Category to collect, e.g. code (an unknown name lists them all)."),
     source: str = typer.Option(
         "offline", "--source",
         help="offline: real text shipped inside installed PyPI/Debian packages (no network); "
@@ -68,12 +68,10 @@ def collect_cmd(
       semanticseg collect --category books --limit 4 --min-tokens 1000 --max-tokens 8000 --out work
       semanticseg collect --category encyclopedia --source online --limit 100
     """
-    from semanticseg.collect import CATEGORIES, EmptySource, collect
+    from semanticseg.collect import EmptySource, collect
     from semanticseg.sources.offline import SourceMissing
     from semanticseg.tokens import EncodingUnavailable
 
-    if category not in CATEGORIES:
-        raise fail(f"unknown category {category!r}; valid categories: {', '.join(CATEGORIES)}")
     if source not in {"offline", "online"}:
         raise fail(f"--source must be offline or online, got {source!r}")
     if min_tokens > max_tokens:
@@ -103,7 +101,7 @@ def collect_cmd(
 
 @app.command("build", rich_help_panel=DATASET)
 def build_cmd(
-    category: list[str] = typer.Option(None, "--category", "-c", help="Category to build (repeat for several), e.g. code."),
+    category: list[str] = typer.Option(None, "--category", "-c", callback=check_categories, help="Category to build (repeat for several), e.g. code."),
     all_categories: bool = typer.Option(False, "--all", help="Build every category."),
     work: Path = typer.Option(Path("work"), "--work", callback=writable_folder, help="Work root: each category's stage outputs go to WORK/<category>/."),
     source: str = typer.Option(
@@ -160,9 +158,6 @@ def build_cmd(
     if all_categories == bool(category):
         raise fail("give --category NAME (repeatable) or --all, not both and not neither")
     cats = list(CATEGORIES) if all_categories else list(dict.fromkeys(category))
-    unknown = sorted(set(cats) - set(CATEGORIES))
-    if unknown:
-        raise fail(f"unknown category {', '.join(unknown)}; known: {', '.join(CATEGORIES)}")
     names = [a.strip() for a in annotators.split(",") if a.strip()] if annotators else recipe.annotators
     names, llm_options = llm_settings(names, llm_base_url, llm_model, llm_samples, temperature, concurrency, timeout,
                                       max_retries, window_tokens, overlap_tokens, max_tokens, recipe.offline_llm_options)
@@ -221,7 +216,7 @@ def release_cmd(
     out: Path = typer.Option(
         Path("work/release"), "--out", callback=writable_folder, help="Release folder: data/<split>-*.parquet, dataset/ (DatasetDict), README.md card, plots/."
     ),
-    category: list[str] = typer.Option(None, "--category", "-c", help="Only these built categories (default: every built one)."),
+    category: list[str] = typer.Option(None, "--category", "-c", callback=check_categories, help="Only these built categories (default: every built one)."),
     push_to_hub: str = typer.Option(
         None, "--push-to-hub",
         help="Publish: hub:owner/name for a Hugging Face hub data set (DatasetDict.push_to_hub, your HF token), or a "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.commands.common import REVIEW, console, fail, progress_bar
+from semanticseg.commands.common import REVIEW, check_categories, console, fail, progress_bar
 
 app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
@@ -21,7 +21,7 @@ annotate = typer.Typer(
 app.add_typer(annotate, name="annotate", rich_help_panel=REVIEW)
 
 WORK = typer.Option(Path("work"), "--work", help="Work root: category folders and the Label Studio data (WORK/labelstudio) live here.")
-CATEGORY = typer.Option(..., "--category", "-c", help="Category whose WORK/<category>/consensus.parquet is reviewed, e.g. code.")
+CATEGORY = typer.Option(..., "--category", "-c", callback=check_categories, help="Category whose WORK/<category>/consensus.parquet is reviewed, e.g. code.")
 URL = typer.Option(None, "--url", help="Label Studio URL; else $LABEL_STUDIO_URL, else the server `annotate serve` started.")
 API_KEY = typer.Option(None, "--api-key", help="API token, legacy or personal access token; else $LABEL_STUDIO_API_KEY, else the one `annotate serve` made.")
 PROJECT = typer.Option(None, "--project", help="Project title; else 'SemanticSeg review: <category>'.")

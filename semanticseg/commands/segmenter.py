@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.commands.common import SEGMENTER, console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import SEGMENTER, check_categories, console, fail, progress_bar, writable_folder
 
 app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
@@ -73,7 +73,10 @@ def segment_cmd(
     min_tokens: int = typer.Option(None, "--min-tokens", min=1, help="Shortest block allowed (segmenter: a hard bound when the text allows)."),
     max_tokens: int = typer.Option(None, "--max-tokens", min=1, help="Longest block allowed (segmenter; default 4 x target)."),
     threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Segmenter: cut where P(boundary) >= this instead of aiming at a target."),
-    category: str = typer.Option("unknown", "--category", help="Kind of text, for format-aware candidate cuts (e.g. code, chat)."),
+    category: str = typer.Option(
+        "unknown", "--category", callback=lambda name: name if name == "unknown" else check_categories(name),
+        help="Kind of text, for format-aware candidate cuts: a category name (e.g. code, chat), or unknown (prose rules).",
+    ),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl: one JSON object per block (file, block, start, end, n_tokens, text); text: blocks with a separator line."),
 ) -> None:
     """Cut text files into self-contained blocks; streams one file after another to stdout.

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from semanticseg.blockattn.masks import attention_mask, default_implementation
+from semanticseg.checkpoint import load_checkpoint
 from semanticseg.distill.data import Batch, BlockedText, build_windows, collate, padded_length
 from semanticseg.distill.losses import BETA, chunked_divergence, chunked_target_logprobs, token_weights
 from semanticseg.io import atomic_path, write_json
@@ -112,6 +113,8 @@ def setup(cfg: DistillConfig) -> State:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
+    checkpoint = Path(cfg.out) / "checkpoint.pt"
+    saved = load_checkpoint(checkpoint, map_location=device) if checkpoint.exists() else None  # before the models: a bad file fails fast
     torch.manual_seed(cfg.seed)
     implementation = default_implementation(device)
     tokenizer = load_tokenizer(cfg.teacher)
@@ -143,9 +146,7 @@ def setup(cfg: DistillConfig) -> State:
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
     state = State(cfg, device, implementation, rank, world, tokenizer, windows, padded_length(windows), student, wrapped, teacher, optimizer, scheduler, random.Random(cfg.seed + rank))
-    checkpoint = Path(cfg.out) / "checkpoint.pt"
-    if checkpoint.exists():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+    if saved is not None:
         student.load_state_dict(saved["trainable"], strict=False)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])

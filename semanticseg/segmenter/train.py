@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from semanticseg.checkpoint import load_checkpoint
 from semanticseg.io import atomic_path, fingerprint, write_json
 from semanticseg.metrics import boundary_f1, pk
 from semanticseg.schema import Instance
@@ -115,6 +116,8 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     splits = load_splits(config.data)
     if "train" not in splits or "validation" not in splits:
         raise ValueError(f"{config.data}: needs train and validation splits, found {sorted(splits)}")
+    checkpoint = out / "checkpoint.pt"
+    saved = load_checkpoint(checkpoint) if checkpoint.exists() else None  # before the slow embedding: a bad file fails fast
     seg = Segmenter(SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
                                     max_unit_tokens=config.max_unit_tokens, encoding=config.encoding,
                                     voter_target_tokens=config.voter_target_tokens))
@@ -138,9 +141,7 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     pos_weight = torch.tensor(negatives / max(positives, 1.0), device=device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = {"epoch": 0, "best_score": -float("inf"), "best_state": None, "bad_epochs": 0, "history": []}
-    checkpoint = out / "checkpoint.pt"
-    if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False, map_location=device)
+    if saved is not None:
         net.load_state_dict(saved["model"]), optimiser.load_state_dict(saved["optimiser"])
         state = saved["state"]
     task = progress.add_task("train", total=config.epochs, completed=state["epoch"], info="") if progress else None
