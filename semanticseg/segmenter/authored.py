@@ -9,8 +9,8 @@ heading lines are removed, so a reference cut must be found from the content alo
 so a model also learns that a heading starts a block. The cuts up to the first two heading levels present
 in a document are the fine reference (`cuts`), the top level alone the coarse one (kept in
 `annotator_cuts`). A document may also be laid out in a style the corpus rarely has but users feed
-(`no_blank_lines`: one paragraph per line; `no_punctuation`: lower case, no sentence punctuation, as ASR
-output), with the same authored cuts. Nothing here reads a model or an annotator, so these references are
+(`no_blank_lines`: one paragraph per line; `no_punctuation`: lower case, no sentence punctuation; `asr`:
+both, as speech recognition output), with the same authored cuts. Nothing here reads a model or an annotator, so these references are
 free of any method's inputs.
 
 Splits are by source group (a file, a wiki page, an info manual, a handbook chapter): no group has
@@ -29,7 +29,7 @@ from typing import Any
 from semanticseg.schema import Instance
 from semanticseg.tokens import DEFAULT_ENCODING, count_tokens
 
-STYLES = ("as_written", "no_blank_lines", "no_punctuation")
+STYLES = ("as_written", "no_blank_lines", "no_punctuation", "asr")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,23 @@ def wikitext_sections(text: str) -> list[Section]:
 
 
 _ADORNMENT = re.compile(r"^([=\-~^\"*+#'`:.])\1{2,}\s*$")
+_REST_TARGET = re.compile(r"^\.\. (?:_[^:]+:\s*$|index::)")
+
+
+def _rest_preamble(lines: list[str], first: int) -> int:
+    """The first line of the explicit markup blocks right above a title that belong to it: link targets
+    (`.. _name:`) and index entries, with the directives that follow them (`.. program::`)."""
+    while True:
+        end = first
+        while end > 0 and not lines[end - 1].strip():
+            end -= 1
+        start = end
+        while start > 0 and lines[start - 1].strip():
+            start -= 1
+        block = lines[start:end]
+        if not block or not _REST_TARGET.match(block[0]) or not all(b.startswith(".. ") or b[0].isspace() for b in block):
+            return first
+        first = start
 
 
 def rest_sections(text: str) -> list[Section]:
@@ -95,7 +112,8 @@ def rest_sections(text: str) -> list[Section]:
             style = (m.group(1), over)
             if style not in styles:
                 styles.append(style)
-            heads.append((i - over, 2 + over, styles.index(style) + 1))
+            first = _rest_preamble(lines, i - over)
+            heads.append((first, i + 2 - first, styles.index(style) + 1))
             i += 2
         else:
             i += 1
@@ -109,7 +127,8 @@ _INFO_CHROME = re.compile(r"^(?:File: [^,]+,\s+Node:|\* Menu:|\* [^:]+::|Tag Tab
 def info_sections(text: str) -> list[Section]:
     """GNU info: titles underlined with * (chapter), = (section), - (subsection), . (subsubsection). The node
     navigation lines (`File: ..., Node: ...`) and menus are the reader's chrome, not text: dropped."""
-    lines = [line for line in text.split("\n") if not _INFO_CHROME.match(line)]
+    text = re.split(r"^\x1f?\n?Tag Table:", text, maxsplit=1, flags=re.MULTILINE)[0]  # the node index at the end
+    lines = [line for line in text.replace("\x1f", "").split("\n") if not _INFO_CHROME.match(line)]
     heads = []
     for i in range(len(lines) - 1):
         line, under = lines[i], lines[i + 1]
@@ -253,8 +272,10 @@ def _restyle(body: str, style: str) -> str:
     if style == "no_blank_lines":  # one paragraph per line
         paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", body) if p.strip()]
         return "\n".join(paragraphs)
-    if style == "no_punctuation":  # ASR-like: lower case, no sentence punctuation, line breaks kept
+    if style == "no_punctuation":  # lower case, no sentence punctuation, line breaks kept
         return _PUNCT.sub("", body.lower())
+    if style == "asr":  # as speech recognition writes: one unpunctuated lower-case paragraph per line
+        return _restyle(_restyle(body, "no_punctuation"), "no_blank_lines")
     return body
 
 
@@ -282,7 +303,7 @@ def section_documents(
     min_tokens: int = 1500,
     max_tokens: int = 8000,
     remove_headings: float = 0.5,
-    style_weights: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    style_weights: tuple[float, ...] = (0.6, 0.15, 0.1, 0.15),
     encoding: str = DEFAULT_ENCODING,
 ) -> list[tuple[str, list[int], list[int], str]]:
     """(text, fine cuts, coarse cuts, style) per document packed from consecutive sections of one source.
@@ -304,18 +325,25 @@ def section_documents(
         drop = rng.random() < remove_headings
         style = rng.choices(STYLES, weights=style_weights)[0]
         pieces, starts, kept_levels = [], [], []
-        at = 0
+        at, merge, pending = 0, False, 99
         for k, section in enumerate(part):
             body = _restyle(_clean(section.body), style)
             piece = body if (drop and section.heading) else "\n".join(x for x in (section.heading.strip("\n"), body) if x)
-            if not piece.strip():
+            level = min(section.level, pending) if section.level > 0 else 0
+            if not piece.strip():  # a removed heading with no body: its level passes to the next section's cut
+                pending = level if k > 0 and level > 0 else pending
                 continue
-            if k > 0 and section.level > 0:
+            pending = 99
+            if merge and kept_levels and level > 0:
+                # A heading with no body of its own (ACT V. right before SCENE I.) starts the same block.
+                kept_levels[-1] = min(kept_levels[-1], level)
+            elif k > 0 and level > 0:
                 starts.append(at)
-                kept_levels.append(section.level)
+                kept_levels.append(level)
+            merge = not body.strip()
             pieces.append(piece)
-            at += len(piece) + (1 if style == "no_blank_lines" else 2)
-        text = ("\n" if style == "no_blank_lines" else "\n\n").join(pieces) + "\n"
+            at += len(piece) + (1 if style in ("no_blank_lines", "asr") else 2)
+        text = ("\n" if style in ("no_blank_lines", "asr") else "\n\n").join(pieces) + "\n"
         fine_levels, coarse_level = levels[:2], levels[0]
         # A section that merged away (empty body, heading removed) leaves its start at the next one's: one cut.
         fine = sorted({a for a, lv in zip(starts, kept_levels) if lv in fine_levels and 0 < a < len(text)})

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class TrainConfig:
 
     data: str
     out: str
+    extra_data: list[str] = field(default_factory=list)  # more releases whose train and validation splits are added
     encoder: str = "minilm"
     hidden: int = 128
     layers: int = 6
@@ -116,6 +117,10 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     splits = load_splits(config.data)
     if "train" not in splits or "validation" not in splits:
         raise ValueError(f"{config.data}: needs train and validation splits, found {sorted(splits)}")
+    for extra in config.extra_data:
+        more = load_splits(extra)
+        for name in ("train", "validation"):
+            splits[name] = splits[name] + more.get(name, [])
     seg = Segmenter(SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
                                     max_unit_tokens=config.max_unit_tokens, encoding=config.encoding,
                                     voter_target_tokens=config.voter_target_tokens))
