@@ -57,14 +57,19 @@ def instance_units(inst: Instance, encoding: str) -> tuple[Units, np.ndarray]:
     return units, np.array([float(o in cuts) for o in units.offsets], dtype=np.float32)
 
 
+def cache_key(instances: list[Instance], config: SegmenterConfig) -> str:
+    """What a split's cached inputs depend on: the instances and the settings that shape the inputs."""
+    return fingerprint({"items": "embeddings, features, voters, labels, positions", "encoder": config.encoder,
+                        "max_unit_tokens": config.max_unit_tokens, "voter_target_tokens": config.voter_target_tokens,
+                        "ids": [i.id for i in instances], "cuts": [i.cuts for i in instances]})
+
+
 def prepare(instances: list[Instance], segmenter: Segmenter, cache: Path, progress: Any = None) -> list[tuple[Any, ...]]:
     """(embeddings, features, voter features, labels, token positions of the candidates then n_tokens) per
     instance with candidates, cached at cache."""
     import torch
 
-    key = fingerprint({"items": "embeddings, features, voters, labels, positions", "encoder": segmenter.config.encoder,
-                       "max_unit_tokens": segmenter.config.max_unit_tokens, "voter_target_tokens": segmenter.config.voter_target_tokens,
-                       "ids": [i.id for i in instances], "cuts": [i.cuts for i in instances]})
+    key = cache_key(instances, segmenter.config)
     if cache.exists():
         saved = torch.load(cache, weights_only=True)
         if saved["key"] == key:
