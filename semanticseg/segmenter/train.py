@@ -47,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     encoding: str = "cl100k_base"
+    max_documents: int | None = None  # per split at most this many documents (seeded sample): bounds the embedding time
     voter_target_tokens: int = 512  # the release recipe's blocks.target_tokens, where its annotators aimed; 0: no voter features
 
 
@@ -126,6 +127,11 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
         more = load_splits(extra)
         for name in ("train", "validation"):
             splits[name] = splits[name] + more.get(name, [])
+    if config.max_documents:
+        for name in ("train", "validation"):
+            if len(splits[name]) > config.max_documents:
+                keep = set(random.Random(config.seed).sample(range(len(splits[name])), config.max_documents))
+                splits[name] = [inst for k, inst in enumerate(splits[name]) if k in keep]
     seg = Segmenter(SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
                                     max_unit_tokens=config.max_unit_tokens, encoding=config.encoding,
                                     voter_target_tokens=config.voter_target_tokens))
