@@ -36,7 +36,7 @@ RECIPE = {
     "dropout": 0.4,
     "lr": 1e-3,
     "weight_decay": 0.1,
-    "epochs": 12,
+    "epochs": 6,
     "patience": 4,
     "seed": 0,
     "device": "cpu",
@@ -65,13 +65,13 @@ def main() -> None:
         began = time.time()
         with progress_bar() as progress:
             summary = train(config, progress)
-        summary.update(description=DESCRIPTION, references="authored", train_seconds=round(time.time() - began),
+        summary.update(description=DESCRIPTION, references="authored", train_time=f"{round(time.time() - began)} s, {summary['device']}",
                        command="python bench/build_default_segmenter.py")
         (args.work / "training.json").write_text(json.dumps(summary, indent=2))
         target.mkdir(parents=True, exist_ok=True)
         for name in SHIPPED:
             shutil.copy(args.work / name, target / name)
-        print(json.dumps({"epochs": summary["epochs"], "best_val_score": summary["best_val_score"], "seconds": summary["train_seconds"],
+        print(json.dumps({"epochs": summary["epochs"], "best_val_score": summary["best_val_score"], "time": summary["train_time"],
                           "config": asdict(config)}, indent=2))
     write_card(target, args.results)
     print(f"shipped: {target}")
