@@ -39,14 +39,20 @@ _HEADING = re.compile(
     r"|\d+(?:\.\d+)*\.?\s+[A-Z][^.!?\n]{0,80}\.?$"
     r"|[A-Z][A-Z0-9 ,'’:;&-]{2,60}$)",
 )
+_KEEP_CLOSE = frozenset({"turn", "session"})
+_KEEP_FIRST = frozenset({"heading", "session", "code"})
 _SETEXT = re.compile(r"^\s*(?:=+|-+)\s*$")
 _SESSION = re.compile(
     r"^\s*(?:[#=*-]+\s*)?(?:session|conversation|dialogue|episode|day|date|timestamp)\b\s*[\d#:(\[-]",
     re.IGNORECASE,
 )
+_NAME = r"[A-Z][\w.'’-]{0,20}(?: (?:[A-Z][\w.'’-]{0,20}|van|von|de|der|del|da|di|du|la|le|of|the|and)){0,4}"
 _TURN = re.compile(
-    r"^\s*(?:\*\*|<\|)?(?:\[[^\]\n]{1,40}\]|user|assistant|system|human|ai|bot|gpt|tool|observation|action|"
-    r"thought|speaker\s*\d+|[A-Z][\w.'’-]{0,20}(?: [A-Z][\w.'’-]{0,20}){0,2})(?:\*\*|\|>)?\s*:(?:\s|$)",
+    # Speaker labels as transcripts write them: "Mr. SMITH:", "The PRESIDENT (Mr. Biden):", "Senator Warren (D-MA):",
+    # "Dr. Jan van der Berg:", chat roles, "[user]"; and a play's "HAMLET." opening a speech.
+    r"^\s*(?:\*\*|<\|)?(?:(?:\[[^\]\n]{1,40}\]|user|assistant|system|human|ai|bot|gpt|tool|observation|action|"
+    rf"thought|speaker\s*\d+|{_NAME})(?:\s*\([^)\n]{{1,40}}\))?(?:\*\*|\|>)?\s*:"
+    r"|[A-Z][A-Z'’-]+(?: [A-Z][A-Z'’-]+){0,3}\.)(?:\s|$)",
 )
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•+]\s|\d{1,3}[.)]\s|[a-z][.)]\s)")
 _SENTENCE_END = re.compile(r"[.!?:;…\"'”’)\]]\s*$")
@@ -66,6 +72,9 @@ def _structure_rules(lines: list[tuple[int, str]], add: Any) -> None:
     """Headings, sessions, turns, paragraphs and sentence-ending line starts (all categories)."""
     lengths = sorted(len(line) for _, line in lines if line.strip())
     wrap = lengths[int(0.9 * (len(lengths) - 1))] if lengths else 0
+    # Hard-wrapped text fills most lines to about the wrap width; otherwise a line is a unit of its own (one
+    # sentence, utterance or paragraph per line, with or without punctuation) and every line start is a candidate.
+    wrapped = sum(n >= 0.8 * wrap for n in lengths) > 0.5 * len(lengths)
     prev = ""
     for i, (start, line) in enumerate(lines):
         if not line.strip():
@@ -81,7 +90,7 @@ def _structure_rules(lines: list[tuple[int, str]], add: Any) -> None:
             add(start, "turn")
         elif after_blank:
             add(start, "paragraph")
-        elif i > 0 and (_SENTENCE_END.search(prev) or _LIST_ITEM.match(line) or len(prev) < 0.6 * wrap):
+        elif i > 0 and (not wrapped or _SENTENCE_END.search(prev) or _LIST_ITEM.match(line) or len(prev) < 0.6 * wrap):
             add(start, "line")
         prev = line
 
@@ -152,7 +161,7 @@ def find_candidates(
     encoding: str = "cl100k_base",
     long_paragraph_tokens: int = 200,
     max_gap_tokens: int = 400,
-    min_gap_tokens: int = 12,
+    min_gap_tokens: int = 3,
 ) -> Candidates:
     """Candidate cut offsets for one document (pure, fast, no torch); works for any category string."""
     found: dict[int, str] = {}
@@ -190,9 +199,14 @@ def find_candidates(
     offsets, token_offsets, kinds = [], [], []
     for offset in sorted(found):
         token = char_to_token(starts, offset)
-        # Candidates a few tokens apart (consecutive imports, one-word lines) add nothing but noise.
-        if token_offsets and token - token_offsets[-1] < min_gap_tokens:
-            if KIND_PRIORITY[found[offset]] <= KIND_PRIORITY[kinds[-1]]:
+        # Candidates a few tokens apart (consecutive imports, one-word lines) add nothing but noise; consecutive
+        # turns stay (in a transcript of short turns, any turn may open a new topic).
+        both_turns = bool(kinds) and found[offset] in _KEEP_CLOSE and kinds[-1] in _KEEP_CLOSE
+        if token_offsets and token - token_offsets[-1] < min_gap_tokens and not both_turns:
+            # The higher kind stays; between equals, a heading opens what follows (keep the first), while a short
+            # line or paragraph is more often the tail of what precedes ("[Exit.]", ".. versionadded::"): keep the second.
+            new, old = KIND_PRIORITY[found[offset]], KIND_PRIORITY[kinds[-1]]
+            if new < old or (new == old and kinds[-1] in _KEEP_FIRST):
                 continue
             offsets.pop(), token_offsets.pop(), kinds.pop()
         offsets.append(offset)

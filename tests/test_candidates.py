@@ -75,6 +75,30 @@ def test_conversation_turns_and_sessions():
     assert sum(k == "turn" for k in c.kinds) >= 15
 
 
+def test_hearing_transcript_labels_with_titles_and_parentheses_and_short_turns():
+    labels = ["The PRESIDENT (Mr. Biden)", "Senator Warren (D-MA)", "Mr. SMITH", "Dr. Jan van der Berg", "Ms. O'Neill"]
+    answers = ["Yes.", "No, sir.", "Thank you."] + real_paragraphs(12)
+    lines = [f"{labels[i % len(labels)]}: {answers[i % len(answers)]}" for i in range(40)]
+    text = "\n".join(lines)
+    c = find_candidates("hearing", text, "transcripts")
+    _valid(c, text)
+    starts = [sum(len(line) + 1 for line in lines[:i]) for i in range(1, len(lines))]
+    # Every turn starts a candidate, also after a two-token turn ("Yes.").
+    assert set(starts) <= set(c.offsets)
+    assert {k for o, k in zip(c.offsets, c.kinds) if o in starts} == {"turn"}
+
+
+def test_one_unpunctuated_utterance_per_line_without_blank_lines():
+    # Real sentences, lower-cased and without punctuation, one per line (as speech recognition writes them).
+    sentences = [s.strip() for p in real_paragraphs(8) for s in p.split(". ") if len(s.split()) > 3]
+    lines = ["".join(ch for ch in s.lower() if ch.isalnum() or ch == " ") for s in sentences]
+    text = "\n".join(lines)
+    c = find_candidates("asr", text, "transcripts")
+    _valid(c, text)
+    starts = [sum(len(line) + 1 for line in lines[:i]) for i in range(1, len(lines))]
+    assert sum(s in set(c.offsets) for s in starts) >= 0.95 * len(starts)
+
+
 def test_python_code_top_level_statements_with_decorators_and_comments():
     source = inspect.getsource(inspect.getmodule(Path))  # pathlib, real stdlib source
     c = find_candidates("pathlib", source, "code")

@@ -67,7 +67,7 @@ def _read_text(path: str) -> str:
 @app.command("segment", rich_help_panel=SEGMENTER)
 def segment_cmd(
     files: list[str] = typer.Argument(..., help="Text files to segment, or - for stdin."),
-    model: Path = typer.Option(None, "--model", help="Trained segmenter folder (from train-segmenter); needed for --method segmenter."),
+    model: str = typer.Option("default", "--model", help="Trained segmenter folder (from train-segmenter), or default: the model that ships with semanticseg."),
     method: str = typer.Option("segmenter", "--method", help="segmenter, or a baseline: fixed, paragraph, recursive, texttiling, embedding, structure."),
     target_tokens: int = typer.Option(512, "--target-tokens", min=1, help="Mean block length to aim for, in tokens."),
     min_tokens: int = typer.Option(None, "--min-tokens", min=1, help="Shortest block allowed (segmenter: a hard bound when the text allows)."),
@@ -82,14 +82,12 @@ def segment_cmd(
     """Cut text files into self-contained blocks; streams one file after another to stdout.
 
     Examples:
-      semanticseg segment book.txt --model models/segmenter --target-tokens 1024
+      semanticseg segment book.txt --target-tokens 1024              # the shipped default model
       cat notes.md | semanticseg segment - --model models/segmenter --format text
       semanticseg segment *.py --method structure --category code --target-tokens 256
     """
     if fmt not in ("jsonl", "text"):
         raise fail("--format must be jsonl or text")
-    if method == "segmenter" and model is None:
-        raise fail("--model DIR is needed for the segmenter (train one with train-segmenter), or pick a baseline with --method")
     from semanticseg.segmenter.decode import check_bounds
 
     try:  # before any model loads: a model takes many seconds to load, the options none to check
@@ -136,7 +134,7 @@ def _emit(path: str, text: str, spans: list[tuple[int, int]], fmt: str) -> None:
 @app.command("evaluate", rich_help_panel=SEGMENTER)
 def evaluate_cmd(
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
-    model: Path = typer.Option(None, "--model", help="Trained segmenter folder; without it only the baselines run."),
+    model: str = typer.Option(None, "--model", help="Trained segmenter folder, or default (the shipped model); without it only the baselines run."),
     split: str = typer.Option("test", "--split", help="Split to score (methods are tuned on validation)."),
     out: Path = typer.Option(Path("runs/evaluate"), "--out", callback=writable_folder, help="Folder for results.json, results.md, quality_vs_speed.png."),
     methods: str = typer.Option(",".join(["segmenter", "fixed", "paragraph", "recursive", "texttiling", "embedding", "structure", "peers"]),
@@ -147,7 +145,7 @@ def evaluate_cmd(
 ) -> None:
     """Compare the segmenter with every baseline at matched granularity: Pk, WindowDiff, boundary F1, tokens/s.
 
-    With --model, the model's card (README.md) is re-rendered with the results table.
+    With --model DIR, the model's card (README.md) is re-rendered with the results table.
 
     Examples:
       semanticseg evaluate --data release/data --model models/segmenter
@@ -165,7 +163,7 @@ def evaluate_cmd(
             evaluate(config, progress)
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from err
-    if model is not None:
+    if model is not None and model != "default":  # the shipped card is rendered by bench/build_default_segmenter.py
         from semanticseg.segmenter.card import write_card
 
         write_card(model, out / "results.md")

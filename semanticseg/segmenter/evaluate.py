@@ -24,9 +24,15 @@ from semanticseg.segmenter.data import load_splits
 from semanticseg.tokens import token_starts
 
 MULTIPLIERS = (0.4, 0.55, 0.7, 0.85, 1.0, 1.2, 1.45, 1.75, 2.1)
+<<<<<<< HEAD
 # "peers": the chunkers of the peers extra (semanticseg.segmenter.peers)
 DEFAULT_METHODS = ["segmenter", "fixed", "paragraph", "recursive", "texttiling", "embedding", "structure", "peers"]
 GRANULARITY_TARGETS = (512, 1024, 2048, 4096)
+=======
+DEFAULT_METHODS = ["segmenter", "fixed", "paragraph", "recursive", "texttiling", "embedding", "structure"]
+GRANULARITY_TARGETS = (256, 512, 1024, 2048, 4096)
+LONG_TARGET = 4096  # targets from here on are measured on documents of at least 3x the target only
+>>>>>>> seg-model
 
 
 @dataclass
@@ -77,8 +83,14 @@ def _aggregate(rows: list[dict[str, float]], seconds: float) -> dict[str, float]
 
 
 def granularity(method: Method, prepared: list[Any], test: list[Instance]) -> dict[int, float]:
-    """Mean block length on test for each target in GRANULARITY_TARGETS (how well the target is tracked)."""
-    return {t: _mean_length(prepared, method, t, [i.n_tokens for i in test]) for t in GRANULARITY_TARGETS}
+    """Mean block length on test for each target in GRANULARITY_TARGETS (how well the target is tracked); from
+    LONG_TARGET on, over the documents of at least 3x the target (a shorter one cannot hold one mean block)."""
+    out = {}
+    for t in GRANULARITY_TARGETS:
+        keep = [k for k, i in enumerate(test) if t < LONG_TARGET or i.n_tokens >= 3 * t]
+        if keep:
+            out[t] = _mean_length([prepared[k] for k in keep], method, t, [test[k].n_tokens for k in keep])
+    return out
 
 
 def evaluate(config: EvalConfig, progress: Any = None) -> dict[str, Any]:

@@ -139,12 +139,21 @@ def decode_probabilities(token_offsets: list[int], n_tokens: int, probs: np.ndar
     return decode(token_offsets, n_tokens, scores.tolist(), target_tokens, min_tokens, max_tokens)
 
 
-def check_segmenter_dir(path: str | Path) -> Path:
-    """path, if it holds a readable segmenter: FileNotFoundError when a file is missing, UserError when
-    config.json does not fit SegmenterConfig or model.safetensors is damaged (both checked without torch work)."""
+DEFAULT_MODEL = "default"
+
+
+def default_model_dir() -> Path:
+    """The folder of the segmenter that ships inside the package (rebuilt by bench/build_default_segmenter.py)."""
+    return Path(__file__).resolve().parent / DEFAULT_MODEL
+
+
+def check_segmenter_dir(path: str | Path | None = None) -> Path:
+    """path (None or "default": the shipped model), if it holds a readable segmenter: FileNotFoundError when a
+    file is missing, UserError when config.json does not fit SegmenterConfig or model.safetensors is damaged
+    (both checked without torch work)."""
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
+    path = default_model_dir() if path is None or str(path) == DEFAULT_MODEL else Path(path)
     if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
         raise FileNotFoundError(f"{path}: not a segmenter folder (needs config.json and model.safetensors; make one with semanticseg train-segmenter)")
     read_config(path)
@@ -167,7 +176,8 @@ def read_config(path: Path) -> SegmenterConfig:
 
 
 class Segmenter:
-    """Load a trained segmenter and cut text into blocks: `Segmenter.load(path).segment(text, target_tokens=512)`."""
+    """Load a trained segmenter and cut text into blocks: `Segmenter.load().segment(text, target_tokens=512)` (the
+    shipped model) or `Segmenter.load(path)`."""
 
     def __init__(self, config: SegmenterConfig, net: BoundaryNet | None = None, backend: str | None = None) -> None:
         from semanticseg.segmenter.onnx_encoder import onnx_available
@@ -178,8 +188,9 @@ class Segmenter:
         self.backend = backend or ("onnx" if onnx_available() else "torch")
 
     @classmethod
-    def load(cls, path: str | Path) -> Segmenter:
-        """A segmenter saved by `save` (config.json + model.safetensors)."""
+    def load(cls, path: str | Path | None = None) -> Segmenter:
+        """A segmenter saved by `save` (config.json + model.safetensors); without path (or "default"), the one
+        that ships with the package."""
         from safetensors.torch import load_file
 
         path = check_segmenter_dir(path)

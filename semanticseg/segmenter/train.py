@@ -13,7 +13,7 @@ history); rerunning the same command resumes from it.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class TrainConfig:
 
     data: str
     out: str
+    extra_data: list[str] = field(default_factory=list)  # more releases whose train and validation splits are added
     encoder: str = "minilm"
     hidden: int = 128
     layers: int = 6
@@ -46,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     encoding: str = "cl100k_base"
+    max_documents: int | None = None  # per split at most this many documents (seeded sample): bounds the embedding time
     voter_target_tokens: int = 512  # the release recipe's blocks.target_tokens, where its annotators aimed; 0: no voter features
 
 
@@ -56,14 +58,19 @@ def instance_units(inst: Instance, encoding: str) -> tuple[Units, np.ndarray]:
     return units, np.array([float(o in cuts) for o in units.offsets], dtype=np.float32)
 
 
+def cache_key(instances: list[Instance], config: SegmenterConfig) -> str:
+    """What a split's cached inputs depend on: the instances and the settings that shape the inputs."""
+    return fingerprint({"items": "embeddings, features, voters, labels, positions", "encoder": config.encoder,
+                        "max_unit_tokens": config.max_unit_tokens, "voter_target_tokens": config.voter_target_tokens,
+                        "ids": [i.id for i in instances], "cuts": [i.cuts for i in instances]})
+
+
 def prepare(instances: list[Instance], segmenter: Segmenter, cache: Path, progress: Any = None) -> list[tuple[Any, ...]]:
     """(embeddings, features, voter features, labels, token positions of the candidates then n_tokens) per
     instance with candidates, cached at cache."""
     import torch
 
-    key = fingerprint({"items": "embeddings, features, voters, labels, positions", "encoder": segmenter.config.encoder,
-                       "max_unit_tokens": segmenter.config.max_unit_tokens, "voter_target_tokens": segmenter.config.voter_target_tokens,
-                       "ids": [i.id for i in instances], "cuts": [i.cuts for i in instances]})
+    key = cache_key(instances, segmenter.config)
     if cache.exists():
         saved = torch.load(cache, weights_only=True)
         if saved["key"] == key:
@@ -116,6 +123,15 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     splits = load_splits(config.data)
     if "train" not in splits or "validation" not in splits:
         raise ValueError(f"{config.data}: needs train and validation splits, found {sorted(splits)}")
+    for extra in config.extra_data:
+        more = load_splits(extra)
+        for name in ("train", "validation"):
+            splits[name] = splits[name] + more.get(name, [])
+    if config.max_documents:
+        for name in ("train", "validation"):
+            if len(splits[name]) > config.max_documents:
+                keep = set(random.Random(config.seed).sample(range(len(splits[name])), config.max_documents))
+                splits[name] = [inst for k, inst in enumerate(splits[name]) if k in keep]
     checkpoint = out / "checkpoint.pt"
     saved = load_checkpoint(checkpoint) if checkpoint.exists() else None  # before the slow embedding: a bad file fails fast
     seg = Segmenter(SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers, dropout=config.dropout,

@@ -1,0 +1,63 @@
+"""Write the dev benchmark of human-authored boundaries, in the release format `semanticseg evaluate --data` reads.
+
+    python bench/authored_benchmark.py --out bench_data        # authored/ and concat/, each train/validation/test parquet
+
+authored/: documents from the offline corpus whose references are their authors' sections
+(semanticseg.segmenter.authored: headings removed from about half, coarse references in annotator_cuts),
+split train / validation / test by source group (file, wiki page, manual, handbook chapter), none in two
+splits. concat/: the concatenation benchmark (topic junctions between passages of different documents of
+one category), built from each split's own authored documents, so it is held out the same way. Seeded: the
+same command writes the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from semanticseg.schema import Document
+from semanticseg.segmenter.authored import authored_instances, split_by_group
+from semanticseg.segmenter.data import concat_instances, write_splits
+
+
+def write_benchmark(out: Path, per_category: int = 80, per_group: int = 4, concat_per_category: int = 12, seed: int = 0) -> dict:
+    """Write OUT/authored and OUT/concat (train/validation/test parquet) and OUT/summary.json; return the summary."""
+    from semanticseg.commands.common import progress_bar
+
+    with progress_bar() as progress:
+        instances = authored_instances(per_category=per_category, per_group=per_group, seed=seed, progress=progress)
+    splits = split_by_group(instances, seed=seed)
+    write_splits(splits, out / "authored")
+    concat = {}
+    for name, items in splits.items():
+        docs = [Document(i.id, i.category, i.source, i.licence, i.text, len(i.text), i.n_tokens) for i in items]
+        per = concat_per_category if name != "train" else 3 * concat_per_category
+        concat[name] = [i for i in concat_instances(docs, per_category=per, seed=seed) if i.cuts]
+        for inst in concat[name]:
+            inst.id = f"{inst.id}-{name}"
+    write_splits(concat, out / "concat")
+    summary = {
+        kind: {name: {"documents": len(items), "tokens": sum(i.n_tokens for i in items),
+                      "categories": dict(sorted(Counter(i.category for i in items).items()))} for name, items in parts.items()}
+        for kind, parts in (("authored", splits), ("concat", concat))
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("bench_data"))
+    parser.add_argument("--per-category", type=int, default=80, help="most documents per category")
+    parser.add_argument("--per-group", type=int, default=4, help="most documents per source group")
+    parser.add_argument("--concat-per-category", type=int, default=12, help="concatenation instances per category and split (train: 3x)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    summary = write_benchmark(args.out, args.per_category, args.per_group, args.concat_per_category, args.seed)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
