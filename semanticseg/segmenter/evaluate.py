@@ -24,15 +24,10 @@ from semanticseg.segmenter.data import load_splits
 from semanticseg.tokens import token_starts
 
 MULTIPLIERS = (0.4, 0.55, 0.7, 0.85, 1.0, 1.2, 1.45, 1.75, 2.1)
-<<<<<<< HEAD
 # "peers": the chunkers of the peers extra (semanticseg.segmenter.peers)
 DEFAULT_METHODS = ["segmenter", "fixed", "paragraph", "recursive", "texttiling", "embedding", "structure", "peers"]
-GRANULARITY_TARGETS = (512, 1024, 2048, 4096)
-=======
-DEFAULT_METHODS = ["segmenter", "fixed", "paragraph", "recursive", "texttiling", "embedding", "structure"]
 GRANULARITY_TARGETS = (256, 512, 1024, 2048, 4096)
 LONG_TARGET = 4096  # targets from here on are measured on documents of at least 3x the target only
->>>>>>> seg-model
 
 
 @dataclass
