@@ -28,5 +28,7 @@ semanticseg build --category code --limit 2 --annotators structure,similarity --
 semanticseg release --work "$tmp/work" --out "$tmp/release"
 semanticseg validate "$tmp/release"
 semanticseg segment README.md --method recursive >/dev/null   # semchunk: the recursive baseline
+semanticseg segment README.md >/dev/null                     # the default segmenter shipped in the package
+python -c "from semanticseg import Segmenter; print(len(Segmenter.load().segment(open('README.md').read())), 'blocks')"
 python -c "import label_studio_sdk"                          # annotate push/pull
 echo "check_install: README install + short build passed in $((SECONDS - start)) s"
