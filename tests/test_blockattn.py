@@ -160,3 +160,18 @@ def test_selective_recompute_spans_block_attention_to_full_attention(tiny_llama_
     assert torch.allclose(peers.recompute_final_logits(model, blocks, final, 1.0), full, atol=ATOL)
     partial = peers.recompute_final_logits(model, blocks, final, 0.15)
     assert (partial - full).abs().mean() < (masked - full).abs().mean()
+
+
+def test_first_token_logits_equal_the_models_cached_prefill(tiny_llama_dir):
+    """The lean TTFT path (cache buffer + one SDPA per layer) computes what the model's forward with a cache does."""
+    model = _tiny(tiny_llama_dir)
+    blocks = [[1, *range(100, 130)], [1, *range(200, 221)], [1, *range(300, 317)]]
+    final = list(range(700, 712))
+    store = cache.BlockCache(model, "tiny")
+    expected, _ = cache.prefill_final(model, store.assemble(blocks), final)
+    kv = store.buffer(blocks, room=len(final))
+    length = sum(map(len, blocks))
+    assert torch.allclose(cache.first_token_logits(model, kv, length, final), expected[0, -1], atol=ATOL)
+    grown = store.assemble(blocks)
+    cache.prefill_final(model, grown, final)
+    assert torch.allclose(kv[0, 1, ..., : length + len(final), :], grown.layers[1].keys, atol=ATOL)  # the final block's keys landed in the buffer

@@ -99,6 +99,13 @@ class BlockCache:
         cos, sin = rotation(offsets, self.model.model.rotary_emb)
         return rotate_keys(kv[0], cos, sin), kv[1]
 
+    def buffer(self, blocks: list[list[int]], room: int) -> torch.Tensor:
+        """Keys and values [2, layers, 1, H, L + room, D] of the blocks at their global positions, with `room`
+        free slots after them that `first_token_logits` fills in place (no copy of the whole cache per token)."""
+        keys, values = self.placed(blocks)
+        pad = keys.new_zeros(*keys.shape[:-2], room, keys.shape[-1])
+        return torch.stack([torch.cat([keys, pad], dim=-2), torch.cat([values, pad], dim=-2)])
+
 
 def layer_cache(keys: torch.Tensor, values: torch.Tensor) -> Any:
     """A DynamicCache over stacked keys and values [layers, 1, H, L, D] (views, no copy)."""
@@ -106,6 +113,44 @@ def layer_cache(keys: torch.Tensor, values: torch.Tensor) -> Any:
     for layer in range(keys.shape[0]):
         cache.update(keys[layer], values[layer], layer)
     return cache
+
+
+@torch.no_grad()
+def first_token_logits(model: Any, kv: torch.Tensor, length: int, final_ids: list[int]) -> torch.Tensor:
+    """The final block's prefill over a cache buffer (BlockCache.buffer) with `length` cached tokens: the logits
+    [V] of the first generated token, the final block's keys and values written into the buffer's free slots.
+
+    The same computation as the model's forward with a cache (tests/test_blockattn.py checks it), written as a
+    plain loop over the decoder's modules for Llama-family models: one SDPA call per layer with a bottom-right
+    causal mask and grouped KV heads (the fused kernel, no boolean mask, no copy of the keys per query head),
+    and no per-layer cache concatenation. Through transformers' generic path the same prefill spent most of its
+    time in mask building, repeated keys and cache copies (docs/distill_results.md)."""
+    from torch.nn.attention.bias import causal_lower_right
+    from torch.nn.functional import scaled_dot_product_attention
+
+    lm = model.model
+    n = len(final_ids)
+    ids = torch.tensor([final_ids], device=kv.device)
+    positions = torch.arange(length, length + n, device=kv.device)[None]
+    hidden = lm.embed_tokens(ids)
+    cos, sin = lm.rotary_emb(hidden, positions)
+    cos, sin = cos[:, None], sin[:, None]
+    mask = causal_lower_right(n, length + n)
+    for index, layer in enumerate(lm.layers):
+        attn = layer.self_attn
+        x = layer.input_layernorm(hidden)
+        q = attn.q_proj(x).view(1, n, -1, attn.head_dim).transpose(1, 2)
+        k = attn.k_proj(x).view(1, n, -1, attn.head_dim).transpose(1, 2)
+        if hasattr(attn, "q_norm"):  # Qwen3-style per-head norms before the rotation
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        q, k = rotate_keys(q, cos, sin), rotate_keys(k, cos, sin)  # the same rotation as the model's, for queries too
+        kv[0, index, ..., length : length + n, :] = k
+        kv[1, index, ..., length : length + n, :] = attn.v_proj(x).view(1, n, -1, attn.head_dim).transpose(1, 2)
+        out = scaled_dot_product_attention(q, kv[0, index, ..., : length + n, :], kv[1, index, ..., : length + n, :], attn_mask=mask,
+                                           scale=attn.scaling, enable_gqa=True)
+        hidden = hidden + attn.o_proj(out.transpose(1, 2).reshape(1, n, -1))
+        hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+    return model.lm_head(lm.norm(hidden[:, -1]))[0]
 
 
 @torch.no_grad()

@@ -167,8 +167,8 @@ def step_loss(state: State, batch: Batch) -> torch.Tensor:
     """
     cfg = state.cfg
     mask = attention_mask(batch.s_blocks, batch.s_open, state.implementation)
-    full = cfg.mode == "full"
-    hidden, head = state.wrapped(batch.t_ids, None) if full else state.wrapped(batch.s_ids, mask)
+    full_attention = cfg.mode == "full"
+    hidden, head = state.wrapped(batch.t_ids, None) if full_attention else state.wrapped(batch.s_ids, mask)
     hidden = hidden.flatten(0, 1)
     if cfg.mode == "lm":
         keep = batch.final
@@ -184,7 +184,7 @@ def step_loss(state: State, batch: Batch) -> torch.Tensor:
             full = chunked_target_logprobs(h_teacher, teacher_head, targets, cfg.loss_chunk)
             block = chunked_target_logprobs(h_block, teacher_head, targets, cfg.loss_chunk)
             weights = token_weights(full, block, cfg.beta)
-    return chunked_divergence(hidden[t_pos if full else s_pos], h_teacher, head, teacher_head, weights, cfg.divergence, cfg.temperature, cfg.loss_chunk,
+    return chunked_divergence(hidden[t_pos if full_attention else s_pos], h_teacher, head, teacher_head, weights, cfg.divergence, cfg.temperature, cfg.loss_chunk,
                               targets, cfg.hard_weight)
 
 
