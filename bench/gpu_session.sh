@@ -12,6 +12,11 @@
 #           the device time left; 3 seeds x block-ft / distilled / full control, then eval-blocks) until its
 #           deadline. Carries .gpu/gb (second GGUF half).
 #   call4:  what call3 left (same experiment, finished runs and evaluations skipped).
+# Ran on 2026-11-30: call1 (its rehearsal was cut by its timeout after block-ft: compiling costs ~2 min), call2,
+# call3 (all 9 runs trained, the first evaluation cut by the deadline), then, with 218 s of device time left, one
+# inline call (`timeout 170 python3 -c ...`: evaluate() for seed 0 on data/heldout, max_windows 48, probes 16/32/64 x 2
+# per cell, peers with APE T 0.8 / S 0.9, then the other seeds and the segmentation axis) that did not finish its
+# first evaluation. call4 was never reached. docs/distill_results.md says what came back.
 # Carried data (git-ignored): data/{train,dev,heldout,ood-dev,ood-test}: stdlib_corpus.write_split +
 # write_out_of_domain over `semanticseg collect --source offline --limit 24 --max-tokens 12000` of books,
 # encyclopedia, scripts_subtitles, transcripts; tok/ (SmolLM2 tokenizer files); whl/ (gguf 0.19.0,
