@@ -104,9 +104,10 @@ def test_distillation_smoke_loss_falls_and_eval_reports(tiny_llama_dir, stdlib_d
     assert (tmp_path / "run" / "checkpoint.pt").exists()
     assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 8
     model_dir = recipe.save_model(state)
-    assert json.loads((model_dir / "block_attention.json").read_text()) == {"block_sinks": True}
+    assert json.loads((model_dir / "block_attention.json").read_text()) == {"block_sinks": True, "mode": "distill"}
     rows = evaluate(EvalConfig(teacher=str(tiny_llama_dir), data=str(stdlib_docs), out=str(tmp_path / "eval"), students={"kd": str(model_dir)},
-                               context_tokens=256, final_tokens=48, target_block_tokens=48, max_block_tokens=96, max_windows=4, probes=2))
+                               context_tokens=256, final_tokens=48, target_block_tokens=48, max_block_tokens=96, max_windows=4, probe_blocks=[4],
+                               probes_per_cell=1, peers=False))
     assert [r.name for r in rows] == ["teacher-full", "teacher-block", "kd"]
     assert (tmp_path / "eval" / "results.png").stat().st_size > 0
 
