@@ -240,6 +240,8 @@ def test_full_attention_control_and_eval_blocks_with_segmentations_probes_and_pe
     result = runner.invoke(app, ["distill", *common, "--out", str(tmp_path / "full"), "--mode", "full", "--steps", "2", "--batch-size", "1", "--warmup-steps", "1"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "full" / "model" / "block_attention.json").read_text()) == {"block_sinks": False, "mode": "full"}
+    # at the authored mean section length blocks are long (up to 384 tokens): the windows need room for two
+    common[-3] = "1024"
     result = runner.invoke(app, ["eval-blocks", *common, "--out", str(tmp_path / "eval"), "--control", str(tmp_path / "full" / "model"),
                                  "--segmentation", "fixed,structure,authored,random", "--max-windows", "2", "--probe-blocks", "4", "--probes-per-cell", "1"])
     assert result.exit_code == 0, result.output
