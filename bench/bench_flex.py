@@ -149,29 +149,41 @@ def _print(results: dict, compiled: str = "") -> None:
 
 def bench_block(args: argparse.Namespace, block: int, results: dict, save: Any) -> None:
     """Every path at one block size, into results: training steps, attention op, mask build, time outside attention."""
-    results.update({impl: measure(impl, args.length, block, args.steps, args.warmup) for impl in PATHS})
-    for impl in PATHS:
-        results[impl].update(measure_attention(impl, args.length, block))
-        results[impl]["outside_attention_ms"] = results[impl]["step_ms"] - LAYERS * results[impl]["attention_fwd_bwd_ms"]
-    for impl in ("block_flex", "flex_attention"):
-        results[f"{impl}_speedup"] = results[impl]["tokens_per_s"] / results["sdpa"]["tokens_per_s"]
-        results[f"{impl}_attention_speedup"] = results["sdpa"]["attention_fwd_bwd_ms"] / results[impl]["attention_fwd_bwd_ms"]
+    results.update({impl: {} for impl in PATHS})
     print(f"--- {args.length} tokens, blocks of {block}")
-    _print(results)
-    save()
+    if not args.no_eager:
+        results.update({impl: measure(impl, args.length, block, args.steps, args.warmup) for impl in PATHS})
+        for impl in PATHS:
+            results[impl].update(measure_attention(impl, args.length, block))
+            results[impl]["outside_attention_ms"] = results[impl]["step_ms"] - LAYERS * results[impl]["attention_fwd_bwd_ms"]
+        for impl in ("block_flex", "flex_attention"):
+            results[f"{impl}_speedup"] = results[impl]["tokens_per_s"] / results["sdpa"]["tokens_per_s"]
+            results[f"{impl}_attention_speedup"] = results["sdpa"]["attention_fwd_bwd_ms"] / results[impl]["attention_fwd_bwd_ms"]
+        _print(results)
+        save()
     for mode in args.compile.split(",") if args.compile else []:
         prefix = f"{mode}_compiled_"
-        for impl in ("sdpa", "block_flex"):
-            try:
-                compiled = measure(impl, args.length, block, args.steps, args.warmup, compile_mode=mode)
-                results[impl].update({prefix + key: value for key, value in compiled.items()})
-            except Exception as error:  # report it, keep the other figures
-                results[impl][prefix + "error"] = f"{type(error).__name__}: {error}"[:300]
-                print(f"{impl} with {mode} compiled failed: {results[impl][prefix + 'error']}", flush=True)
+        ratios = []
+        for run in range(args.runs):  # alternate the paths; later runs reuse the compiled code
+            for impl in ("sdpa", "block_flex"):
+                try:
+                    compiled = measure(impl, args.length, block, args.steps, args.warmup, compile_mode=mode)
+                    results[impl].update({prefix + key: value for key, value in compiled.items()})
+                    results[impl].setdefault(prefix + "runs", []).append(compiled)
+                except Exception as error:  # report it, keep the other figures
+                    results[impl][prefix + "error"] = f"{type(error).__name__}: {error}"[:300]
+                    print(f"{impl} with {mode} compiled failed: {results[impl][prefix + 'error']}", flush=True)
+                save()
+            if prefix + "tokens_per_s" in results["block_flex"] and prefix + "tokens_per_s" in results["sdpa"]:
+                ratios.append(results["block_flex"][prefix + "tokens_per_s"] / results["sdpa"][prefix + "tokens_per_s"])
+                results[f"block_flex_{prefix}speedup"] = ratios[-1]
+                print(f"run {run + 1}:", end=" ")
+                _print(results, compiled=mode)
+        if ratios:
+            results[f"block_flex_{prefix}speedup_runs"] = {"min": min(ratios), "median": sorted(ratios)[len(ratios) // 2], "max": max(ratios), "all": ratios}
+            print(f"block_flex / dense-mask SDPA ({mode} compiled), {len(ratios)} runs: min {min(ratios):.2f}x, median "
+                  f"{sorted(ratios)[len(ratios) // 2]:.2f}x, max {max(ratios):.2f}x", flush=True)
             save()
-        if prefix + "tokens_per_s" in results["block_flex"] and prefix + "tokens_per_s" in results["sdpa"]:
-            results[f"block_flex_{prefix}speedup"] = results["block_flex"][prefix + "tokens_per_s"] / results["sdpa"][prefix + "tokens_per_s"]
-        _print(results, compiled=mode)
 
 
 def main() -> None:
@@ -182,6 +194,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps (compilation)")
     parser.add_argument("--compile", default="", help="also time ours and SDPA compiled: comma-separated from layers (each decoder layer), model (the whole decoder)")
+    parser.add_argument("--runs", type=int, default=1, help="compiled measurements per path (min / median / max of the ratio)")
+    parser.add_argument("--no-eager", action="store_true", help="skip the eager paths (only the --compile ones)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
     if not torch.cuda.is_available():

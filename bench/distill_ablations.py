@@ -71,7 +71,7 @@ def score(teacher: str, sets: dict[str, str], students: dict[str, str], out: Pat
 
     gaps = {}
     for name, path in sets.items():
-        rows = evaluate(EvalConfig(teacher=teacher, data=path, out=str(out / name), students=students, max_windows=max_windows, probes=probes))
+        rows = evaluate(EvalConfig(teacher=teacher, data=path, out=str(out / name), students=students, max_windows=max_windows, probes_per_cell=max(1, probes // 8)))
         gaps[name] = {r.name: r.gap_recovered for r in rows}
         print(f"== {name}\n" + (out / name / "results.md").read_text(), flush=True)
     return gaps

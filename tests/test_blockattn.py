@@ -122,3 +122,56 @@ def test_cache_reuse_equals_block_masked_forward(tiny_llama_dir):
     assert store.hits == 1 and store.misses == 4  # the shared block was encoded once, at two positions
     produced = cache.generate(store, with_sinks, final, max_new_tokens=3)
     assert len(produced) <= 3 and store.hits == 1 + len(with_sinks)
+
+
+def _block_and_full_logits(model, blocks, final):
+    """Final-block logits under plain block attention (no inner sinks) and under full attention."""
+    lay = positions.layout(blocks, final, sink_id=1, block_sinks=False)
+    open_blocks = torch.zeros(1, len(blocks) + 1, dtype=torch.bool)
+    open_blocks[0, -1] = True
+    ids = torch.tensor([lay.input_ids])
+    with torch.no_grad():
+        masked = model(input_ids=ids, attention_mask=masks.dense_mask(torch.tensor([lay.block_ids]), open_blocks)).logits[0, lay.block_starts[-1] :]
+        full = model(input_ids=ids).logits[0, lay.block_starts[-1] :]
+    return [lay.input_ids[a:b] for a, b in zip(lay.block_starts[:-1], lay.block_starts[1:], strict=True)], masked, full
+
+
+def test_ape_at_temperature_1_scale_1_empty_prefix_is_plain_block_attention(tiny_llama_dir):
+    """APE's neutral settings give exactly the block-masked forward pass; other settings change the final block."""
+    from semanticseg.blockattn import peers
+
+    model = _tiny(tiny_llama_dir)
+    blocks, masked, _ = _block_and_full_logits(model, [list(range(100, 130)), list(range(200, 221)), list(range(300, 317))], list(range(700, 710)))
+    assert torch.allclose(peers.ape_final_logits(model, blocks, list(range(700, 710)), [], 1.0, 1.0), masked, atol=ATOL)
+    sharpened = peers.ape_final_logits(model, blocks, list(range(700, 710)), [], 0.7, 0.9)
+    assert (sharpened - masked).abs().max() > 10 * ATOL
+    with_prefix = peers.ape_final_logits(model, [blocks[0][1:], *blocks[1:]], list(range(700, 710)), [1], 1.0, 1.0)
+    assert with_prefix.shape == masked.shape and (with_prefix - masked).abs().max() > 10 * ATOL  # every block now sees the BOS
+
+
+def test_selective_recompute_spans_block_attention_to_full_attention(tiny_llama_dir):
+    """Recomputing no context token is plain block attention; recomputing all of them is full attention."""
+    from semanticseg.blockattn import peers
+
+    model = _tiny(tiny_llama_dir)
+    final = list(range(700, 710))
+    blocks, masked, full = _block_and_full_logits(model, [list(range(100, 130)), list(range(200, 221)), list(range(300, 317))], final)
+    assert torch.allclose(peers.recompute_final_logits(model, blocks, final, 0.0), masked, atol=ATOL)
+    assert torch.allclose(peers.recompute_final_logits(model, blocks, final, 1.0), full, atol=ATOL)
+    partial = peers.recompute_final_logits(model, blocks, final, 0.15)
+    assert (partial - full).abs().mean() < (masked - full).abs().mean()
+
+
+def test_first_token_logits_equal_the_models_cached_prefill(tiny_llama_dir):
+    """The lean TTFT path (cache buffer + one SDPA per layer) computes what the model's forward with a cache does."""
+    model = _tiny(tiny_llama_dir)
+    blocks = [[1, *range(100, 130)], [1, *range(200, 221)], [1, *range(300, 317)]]
+    final = list(range(700, 712))
+    store = cache.BlockCache(model, "tiny")
+    expected, _ = cache.prefill_final(model, store.assemble(blocks), final)
+    kv = store.buffer(blocks, room=len(final))
+    length = sum(map(len, blocks))
+    assert torch.allclose(cache.first_token_logits(model, kv, length, final), expected[0, -1], atol=ATOL)
+    grown = store.assemble(blocks)
+    cache.prefill_final(model, grown, final)
+    assert torch.allclose(kv[0, 1, ..., : length + len(final), :], grown.layers[1].keys, atol=ATOL)  # the final block's keys landed in the buffer

@@ -104,9 +104,10 @@ def test_distillation_smoke_loss_falls_and_eval_reports(tiny_llama_dir, stdlib_d
     assert (tmp_path / "run" / "checkpoint.pt").exists()
     assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 8
     model_dir = recipe.save_model(state)
-    assert json.loads((model_dir / "block_attention.json").read_text()) == {"block_sinks": True}
+    assert json.loads((model_dir / "block_attention.json").read_text()) == {"block_sinks": True, "mode": "distill"}
     rows = evaluate(EvalConfig(teacher=str(tiny_llama_dir), data=str(stdlib_docs), out=str(tmp_path / "eval"), students={"kd": str(model_dir)},
-                               context_tokens=256, final_tokens=48, target_block_tokens=48, max_block_tokens=96, max_windows=4, probes=2))
+                               context_tokens=256, final_tokens=48, target_block_tokens=48, max_block_tokens=96, max_windows=4, probe_blocks=[4],
+                               probes_per_cell=1, peers=False))
     assert [r.name for r in rows] == ["teacher-full", "teacher-block", "kd"]
     assert (tmp_path / "eval" / "results.png").stat().st_size > 0
 
@@ -186,3 +187,72 @@ def test_hub_texts_reads_a_data_set_with_datasets_and_joins_fields(tmp_path):
         hub_texts(str(tmp_path), "context")
     assert is_hub_id("nvidia/ChatQA2-Long-SFT-data:long_sft") and not is_hub_id(str(tmp_path)) and not is_hub_id("a/b/c")
 
+
+
+def test_segmentation_methods_cut_where_they_should():
+    """authored = the text's own headings / top-level definitions; fixed and random follow the target; unknown fails."""
+    from semanticseg.distill.data import authored_cuts, fixed_cuts, method_cuts, random_cuts
+
+    doc = "Intro line.\n\nFirst section\n=============\n\nText one.\n\n# Second\n\nText two.\n"
+    assert authored_cuts(doc) == [doc.index("First section"), doc.index("# Second")]
+    code = "import os\n\n\ndef a():\n    return 1\n\n\n@staticmethod\ndef b():\n    return 2\n"
+    assert authored_cuts(code) == [code.index("def a"), code.index("@staticmethod")]
+    assert authored_cuts("no structure at all here.") == []
+    text = " ".join(f"Sentence number {i} ends here." for i in range(200))
+    assert len(fixed_cuts(text, 100)) == pytest.approx(len(text.split()) * 1.3 / 100, rel=0.5)
+    cuts = random_cuts("doc", text, 100)
+    assert cuts == sorted(cuts) and cuts == random_cuts("doc", text, 100) and 0 < len(cuts)
+    with pytest.raises(ValueError, match="unknown segmentation"):
+        method_cuts("nope", "doc", text, 100)
+    with pytest.raises(ValueError, match="needs a trained segmenter"):
+        method_cuts("segmenter", "doc", text, 100)
+
+
+def test_probe_suite_sweeps_positions_and_hides_facts_among_distractors():
+    from semanticseg.distill.probes import POSITIONS, probe_suite, summarise
+    from semanticseg.models import load_tokenizer
+
+    tokenizer = load_tokenizer("smollm2")
+    filler = [list(range(1000 + 50 * i, 1050 + 50 * i)) for i in range(10)]
+    probes = probe_suite(filler, tokenizer, n_blocks=(8, 16), per_cell=1, block_tokens=32)
+    assert len(probes) == 2 * len(POSITIONS) * 2
+    for probe in probes:
+        assert len(probe.window.blocks) == probe.n_blocks
+        text = tokenizer.decode([t for b in probe.window.blocks for t in b])
+        answer = tokenizer.decode(probe.window.final[-probe.answer_tokens :]).strip()
+        assert text.count("access code") >= 2 and answer in text  # the asked fact and at least one distractor
+        target = round(probe.position * (probe.n_blocks - 1))
+        assert f" {answer}." in tokenizer.decode(probe.window.blocks[target])
+    rows = summarise(probes, [-1.0] * len(probes), [True, False] * (len(probes) // 2))
+    assert {r["n_blocks"] for r in rows} == {8, 16} and all(0 <= r["accuracy"] <= 1 for r in rows)
+
+
+@pytest.mark.slow
+def test_full_attention_control_and_eval_blocks_with_segmentations_probes_and_peers(tiny_llama_dir, stdlib_docs, tmp_path):
+    """distill --mode full trains with full attention; eval-blocks scores every segmentation, the control, probes,
+    APE and selective recomputation end to end (CLI)."""
+    from typer.testing import CliRunner
+
+    from semanticseg.cli import app
+
+    runner = CliRunner()
+    common = ["--teacher", str(tiny_llama_dir), "--data", str(stdlib_docs), "--context-tokens", "256", "--final-tokens", "48"]
+    result = runner.invoke(app, ["distill", *common, "--out", str(tmp_path / "full"), "--mode", "full", "--steps", "2", "--batch-size", "1", "--warmup-steps", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "full" / "model" / "block_attention.json").read_text()) == {"block_sinks": False, "mode": "full"}
+    # at the authored mean section length blocks are long (up to 384 tokens): the windows need room for two
+    common[-3] = "1024"
+    result = runner.invoke(app, ["eval-blocks", *common, "--out", str(tmp_path / "eval"), "--control", str(tmp_path / "full" / "model"),
+                                 "--segmentation", "fixed,structure,authored,random", "--max-windows", "2", "--probe-blocks", "4", "--probes-per-cell", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert set(report["sets"]) == {"fixed", "structure", "authored", "random"}
+    names = {r["name"] for r in report["rows"]}
+    assert names == {"teacher-full", "teacher-block", "ape", "recompute-15%", "control-full", "control-block"}
+    for row in report["rows"]:
+        assert row["kl_control"] is not None and row["kl_teacher"] >= -1e-6
+        if row["name"] == "control-full":
+            assert row["gap_vs_control"] == pytest.approx(1.0)
+    assert {r["kind"] for r in report["probes"]["teacher-block"]} == {"retrieval", "two-hop"}
+    bad = runner.invoke(app, ["eval-blocks", *common, "--out", str(tmp_path / "e2"), "--segmentation", "segmenter"])
+    assert bad.exit_code != 0 and "needs --segmenter" in " ".join(bad.output.split())

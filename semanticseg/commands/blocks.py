@@ -14,6 +14,8 @@ _DATA_HELP = ("A release (folder or instances.parquet: text + cuts), documents.p
               "(owner/name[:config], e.g. nvidia/ChatQA2-Long-SFT-data:long_sft; online); documents without cuts are cut by --segmenter, else by structure cuts.")
 _TEXT_FIELD_HELP = "For a hub data set: the fields that make a document, comma-separated, joined in order (chat message lists become their contents)."
 _TEACHER_HELP = "Teacher: a hub id (e.g. Qwen/Qwen3-4B-Instruct-2507), a local model folder, or smollm2 (offline SmolLM2-135M-Instruct)."
+_SEGMENTATION_HELP = ("Cut every document by one method instead of its own cuts: fixed (every N tokens), structure (format rules), "
+                      "segmenter (--segmenter), authored (the document's own headings / top-level definitions), random (random candidate positions).")
 _SEGMENTER_HELP = "A trained segmenter's folder (semanticseg train-segmenter): cuts documents that come without cuts into blocks of ~128 tokens; without it, the structure annotator does."
 
 
@@ -26,6 +28,18 @@ def _check_segmenter(segmenter: Path | None) -> str:
         return str(check_segmenter_dir(segmenter))
     except FileNotFoundError as err:
         raise fail(f"--segmenter: {err}") from err
+
+
+def _check_segmentations(spec: str, segmenter: Path | None, single: bool = False) -> list[str]:
+    from semanticseg.distill.data import SEGMENTATIONS
+
+    methods = [m for m in spec.split(",") if m]
+    unknown = [m for m in methods if m not in SEGMENTATIONS]
+    if unknown or (single and len(methods) > 1):
+        raise fail(f"--segmentation {spec!r}: expected {'one' if single else 'a comma-separated list'} of {', '.join(SEGMENTATIONS)}")
+    if "segmenter" in methods and segmenter is None:
+        raise fail("--segmentation segmenter needs --segmenter DIR (a trained segmenter)")
+    return methods
 
 
 def _check_data(data: Path) -> None:
@@ -42,7 +56,8 @@ def distill_cmd(
     segmenter: Path | None = typer.Option(None, "--segmenter", help=_SEGMENTER_HELP),
     text_field: str = typer.Option("text", "--text-field", help=_TEXT_FIELD_HELP),
     out: Path = typer.Option(..., "--out", callback=writable_folder, help="Run folder: config.json, train_log.jsonl, checkpoint.pt (resumes), model/."),
-    mode: str = typer.Option("distill", "--mode", help="distill (teacher -> block student) or lm (block fine-tuning baseline: final-block LM loss, no teacher)."),
+    mode: str = typer.Option("distill", "--mode", help="distill (teacher -> block student), lm (block fine-tuning baseline of Ma et al.: final-block LM loss, no teacher; reproduce the docs' row with --no-block-sinks --block-dropout 1.0) or full (the fair upper bound: the same loss, positions and steps, full attention)."),
+    segmentation: str = typer.Option("", "--segmentation", help=_SEGMENTATION_HELP),
     block_sinks: bool = typer.Option(True, "--block-sinks/--no-block-sinks", help="Put a sink token (BOS) at the head of every context block."),
     block_dropout: float = typer.Option(0.9, "--block-dropout", min=0.0, max=1.0, help="Probability that a context block is isolated each step (the rest attend to everything before them); 1.0 = every block isolated (no block dropout). 0.9 was chosen on dev sets (docs/distill_results.md)."),
     token_weighting: bool = typer.Option(True, "--token-weighting/--no-token-weighting", help="Weight tokens by 1 + beta*relu(logp_T(full) - logp_T(block))."),
@@ -75,10 +90,11 @@ def distill_cmd(
     from semanticseg.distill.recipe import DistillConfig, run
 
     _check_data(data)
-    if mode not in ("distill", "lm") or divergence not in ("kl", "jsd"):
-        raise fail("--mode must be distill or lm, --divergence kl or jsd")
+    if mode not in ("distill", "lm", "full") or divergence not in ("kl", "jsd"):
+        raise fail("--mode must be distill, lm or full, --divergence kl or jsd")
+    _check_segmentations(segmentation, segmenter, single=True)
     config = DistillConfig(
-        teacher=teacher, data=str(data), segmenter=_check_segmenter(segmenter), text_fields=text_field, out=str(out), mode=mode, block_sinks=block_sinks, block_dropout=block_dropout,
+        teacher=teacher, data=str(data), segmenter=_check_segmenter(segmenter), segmentation=segmentation, text_fields=text_field, out=str(out), mode=mode, block_sinks=block_sinks, block_dropout=block_dropout,
         token_weighting=token_weighting, beta=beta, hard_weight=hard_weight, divergence=divergence, temperature=temperature, context_tokens=context_tokens,
         final_tokens=final_tokens, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
         lora=lora, lora_rank=lora_rank, gradient_checkpointing=gradient_checkpointing, seed=seed, device=device,
@@ -98,17 +114,24 @@ def eval_blocks_cmd(
     student: list[str] = typer.Option([], "--student", help="NAME=MODEL_DIR of a model written by distill; repeat for several."),
     out: Path = typer.Option(..., "--out", callback=writable_folder, help="Folder for results.json, results.md (table), results.png (plot), eval_config.json."),
     max_windows: int = typer.Option(64, "--max-windows", min=1, help="Held-out windows to score."),
-    probes: int = typer.Option(32, "--probes", min=1, help="Retrieval probes (a fact in one block, asked in the final block)."),
+    control: Path | None = typer.Option(None, "--control", help="MODEL_DIR of a `distill --mode full` run: the full-attention fine-tuned control (gap recovered and KL against it)."),
+    segmentation: str = typer.Option("", "--segmentation", help="Comma-separated methods to cut the held-out documents by, each at the same mean block length (fixed,structure,segmenter,authored,random; with authored: each document's own mean section length, documents without sections left out). Default: the data's own cuts."),
+    probe_blocks: str = typer.Option("16,32,64", "--probe-blocks", help="Probe sizes in context blocks, comma-separated (empty: no probes)."),
+    probes_per_cell: int = typer.Option(4, "--probes-per-cell", min=1, help="Probes per (kind, number of blocks, fact position)."),
+    peers: bool = typer.Option(True, "--peers/--no-peers", help="Also score the training-free peers on the teacher's cached blocks: APE and selective recomputation."),
+    ape_dev: Path | None = typer.Option(None, "--ape-dev", help="Dev documents: choose APE's prefix, temperature and scale on them (final-block NLL) before scoring."),
+    recompute_ratio: float = typer.Option(0.15, "--recompute-ratio", min=0.0, max=1.0, help="Share of context tokens that selective recomputation recomputes."),
     context_tokens: int = typer.Option(1536, "--context-tokens", help="Model tokens of context blocks per window."),
     final_tokens: int = typer.Option(256, "--final-tokens", help="Most tokens of the final block."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
 ) -> None:
-    """Final-block NLL/accuracy, gap recovered and a retrieval probe: teacher full vs naive block vs students.
+    """Final-block NLL/accuracy, KL and gap recovered (vs teacher and control), probes: teacher full vs naive block vs control vs students vs APE / selective recomputation.
 
     Examples:
       semanticseg eval-blocks --data release/data/test --student distilled=runs/distill/model --out runs/eval
       semanticseg eval-blocks --data heldout/documents.parquet --student ft=runs/ft/model --student kd=runs/kd/model --out runs/eval
       semanticseg eval-blocks --data heldout/documents.parquet --segmenter models/segmenter --student kd=runs/kd/model --out runs/eval
+      semanticseg eval-blocks --data heldout --segmentation fixed,structure,authored,random --control runs/full/model --student kd=runs/kd/model --ape-dev dev --out runs/eval
     """
     from semanticseg.distill.evaluate import EvalConfig, evaluate
 
@@ -119,7 +142,17 @@ def eval_blocks_cmd(
         if not sep or not Path(path).is_dir():
             raise fail(f"--student {spec!r}: expected NAME=MODEL_DIR with an existing folder")
         students[name] = path
-    config = EvalConfig(teacher=teacher, data=str(data), segmenter=_check_segmenter(segmenter), text_fields=text_field, out=str(out), students=students, context_tokens=context_tokens,
-                        final_tokens=final_tokens, max_windows=max_windows, probes=probes, device=device)
+    if control is not None and not control.is_dir():
+        raise fail(f"--control {control}: no such model folder")
+    try:
+        sizes = [int(n) for n in probe_blocks.split(",") if n]
+    except ValueError as err:
+        raise fail(f"--probe-blocks {probe_blocks!r}: expected comma-separated integers") from err
+    if ape_dev is not None:
+        _check_data(ape_dev)
+    config = EvalConfig(teacher=teacher, data=str(data), segmenter=_check_segmenter(segmenter), text_fields=text_field, out=str(out), students=students,
+                        control=str(control or ""), segmentations=_check_segmentations(segmentation, segmenter), context_tokens=context_tokens,
+                        final_tokens=final_tokens, max_windows=max_windows, probe_blocks=sizes, probes_per_cell=probes_per_cell, peers=peers,
+                        ape_dev=str(ape_dev or ""), recompute_ratio=recompute_ratio, device=device)
     evaluate(config)
     console.print((out / "results.md").read_text())

@@ -102,6 +102,76 @@ def segmenter_cuts(segmenter: Any, text: str, target_tokens: int) -> list[int]:
     return [block.start for block in segmenter.segment(text, target_tokens=target_tokens)[1:]]
 
 
+SEGMENTATIONS = ("fixed", "structure", "segmenter", "authored", "random")
+_ATX = re.compile(r"^#{1,6}\s+\S|^=+[^=\n]+=+\s*$", re.MULTILINE)  # Markdown headings, wikitext = Section =
+_UNDERLINE = re.compile(r"^([=\-~*^#+`'\"])\1{2,}\s*$")  # reST / setext heading underline
+
+
+def authored_cuts(text: str) -> list[int]:
+    """The document's own section starts: Markdown and wikitext headings, reST/setext underlined headings, and
+    for Python source its top-level class and function definitions (the author's units). No length target: this
+    is the oracle segmentation where the author left one, empty where there is none."""
+    import ast
+
+    cuts: set[int] = {m.start() for m in _ATX.finditer(text)}
+    start = 0
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        below = lines[index + 1] if index + 1 < len(lines) else ""
+        if line.strip() and _UNDERLINE.match(below) and len(below.strip()) >= min(3, len(line.strip())):
+            cuts.add(start)
+        start += len(line) + 1
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        tree = None
+    if tree is not None:
+        line_starts = [0]
+        for line in lines:
+            line_starts.append(line_starts[-1] + len(line) + 1)
+        for node in tree.body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+                cuts.add(line_starts[first])
+    return sorted(c for c in cuts if 0 < c < len(text))
+
+
+def fixed_cuts(text: str, target_tokens: int) -> list[int]:
+    """Fixed-length chunks: a cut every target_tokens cl100k tokens, wherever it falls (the segmenter's `fixed` baseline)."""
+    from semanticseg.segmenter.baselines import FixedWindows
+
+    method = FixedWindows()
+    return method.cut(method.prepare(text, "web"), target_tokens)
+
+
+def random_cuts(doc_id: str, text: str, target_tokens: int) -> list[int]:
+    """As many cuts as target_tokens asks for, drawn uniformly (seeded by the document id) among the candidate
+    cut positions: the same positions the other methods choose from, none of their judgement."""
+    from semanticseg.candidates import find_candidates
+    from semanticseg.tokens import count_tokens
+
+    positions = [c for c in find_candidates(doc_id, text, "web").offsets if 0 < c < len(text)]
+    n_cuts = min(len(positions), max(0, round(count_tokens(text) / target_tokens) - 1))
+    return sorted(random.Random(doc_id).sample(positions, n_cuts))
+
+
+def method_cuts(method: str, doc_id: str, text: str, target_tokens: int, segmenter: Any = None) -> list[int]:
+    """Cuts of one segmentation method (SEGMENTATIONS) at a mean block length of target_tokens (authored has none)."""
+    if method == "fixed":
+        return fixed_cuts(text, target_tokens)
+    if method == "structure":
+        return structure_cuts(doc_id, text, target_tokens)
+    if method == "segmenter":
+        if segmenter is None:
+            raise ValueError("segmentation 'segmenter' needs a trained segmenter (--segmenter DIR)")
+        return segmenter_cuts(segmenter, text, target_tokens)
+    if method == "authored":
+        return authored_cuts(text)
+    if method == "random":
+        return random_cuts(doc_id, text, target_tokens)
+    raise ValueError(f"unknown segmentation {method!r}: use one of {', '.join(SEGMENTATIONS)}")
+
+
 def block_texts(text: str, cuts: list[int]) -> list[str]:
     """Split text at cut offsets (the pieces join back to the text exactly)."""
     bounds = [0, *cuts, len(text)]
@@ -142,13 +212,33 @@ def padded_length(items: list[BlockedText], multiple: int = 128) -> int:
     return -(-longest // multiple) * multiple
 
 
+def authored_targets(path: Path | str, text_fields: str = "text") -> dict[str, int]:
+    """Per document with at least one authored section start: its mean authored section length in cl100k tokens.
+
+    Every segmentation cuts such a document at this target, so methods are compared at the same mean block
+    length as the authors' own sections; documents without sections are left out of the comparison.
+    """
+    from semanticseg.tokens import count_tokens
+
+    targets = {}
+    for doc_id, text, _ in load_texts(path, text_fields):
+        n_sections = len(authored_cuts(text)) + 1
+        if n_sections > 1:
+            targets[doc_id] = max(1, round(count_tokens(text) / n_sections))
+    return targets
+
+
 def build_windows(
     path: Path, tokenizer: Any, context_tokens: int, final_tokens: int, target_block_tokens: int, max_block_tokens: int,
     segmenter: str = "",
     text_fields: str = "text",
+    segmentation: str = "",
+    doc_targets: dict[str, int] | None = None,
 ) -> list[BlockedText]:
-    """All windows of the documents at path, cut by their release cuts, else by the segmenter saved in the
-    folder `segmenter` (when given), else by structure cuts."""
+    """All windows of the documents at path. Cut by `segmentation` (one of SEGMENTATIONS) when given; else by
+    their release cuts, else by the segmenter saved in the folder `segmenter` (when given), else by structure
+    cuts. doc_targets (document id -> mean block tokens, e.g. authored_targets) keeps only those documents and
+    cuts each at its own target instead of target_block_tokens."""
     from semanticseg.segmenter.model import Segmenter
 
     model = Segmenter.load(segmenter) if segmenter else None
@@ -158,8 +248,13 @@ def build_windows(
 
     result: list[BlockedText] = []
     for doc_id, text, cuts in load_texts(path, text_fields):
-        if cuts is None:
-            cuts = segmenter_cuts(model, text, target_block_tokens) if model else structure_cuts(doc_id, text, target_block_tokens)
+        if doc_targets is not None and doc_id not in doc_targets:
+            continue
+        target = doc_targets[doc_id] if doc_targets is not None else target_block_tokens
+        if segmentation:
+            cuts = method_cuts(segmentation, doc_id, text, target, model)
+        elif cuts is None:
+            cuts = segmenter_cuts(model, text, target) if model else structure_cuts(doc_id, text, target)
         pieces = block_texts(text, cuts)
         result.extend(windows(doc_id, pieces, encode, context_tokens, final_tokens, max_block_tokens))
     return result

@@ -38,7 +38,7 @@ class DistillConfig:
     teacher: str = "smollm2"  # hub id, local model dir, or "smollm2" (offline)
     data: str = ""  # a release dir / instances.parquet, or documents.parquet (cut by structure cuts)
     out: str = "runs/distill"
-    mode: str = "distill"  # "distill" or "lm" (block fine-tuning baseline: final-block LM loss, no teacher)
+    mode: str = "distill"  # "distill", "lm" (block fine-tuning baseline: final-block LM loss, no teacher) or "full" (control below)
     block_sinks: bool = True
     block_dropout: float = 0.9  # probability that a context block is isolated; 1.0 = plain block attention (chosen on dev sets)
     token_weighting: bool = True
@@ -50,6 +50,7 @@ class DistillConfig:
     final_tokens: int = 256
     target_block_tokens: int = 128  # mean block size of segmenter / structure cuts (cl100k tokens)
     segmenter: str = ""  # a trained segmenter's folder: cuts documents that come without cuts (else structure cuts)
+    segmentation: str = ""  # cut every document by this method (data.SEGMENTATIONS) instead of its own cuts
     text_fields: str = "text"  # for a hub data set: comma-separated fields that make a document's text
     max_block_tokens: int = 384  # longer blocks are split
     max_windows: int = 0  # 0 = all
@@ -119,7 +120,7 @@ def setup(cfg: DistillConfig) -> State:
     implementation = default_implementation(device)
     tokenizer = load_tokenizer(cfg.teacher)
     windows = build_windows(Path(cfg.data), tokenizer, cfg.context_tokens, cfg.final_tokens, cfg.target_block_tokens, cfg.max_block_tokens,
-                            cfg.segmenter, cfg.text_fields)
+                            cfg.segmenter, cfg.text_fields, cfg.segmentation)
     if cfg.max_windows:
         windows = windows[: cfg.max_windows]
     if not windows:
@@ -132,7 +133,7 @@ def setup(cfg: DistillConfig) -> State:
 
         student = get_peft_model(student, LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     teacher = None
-    if cfg.mode == "distill":
+    if cfg.mode in ("distill", "full"):
         teacher = load_causal_lm(cfg.teacher, str(device), "auto", implementation).eval().requires_grad_(False)
     lm = student.base_model.model if cfg.lora else student
     if cfg.compile and device.type == "cuda":
@@ -160,10 +161,15 @@ def _hidden(model: Any, ids: torch.Tensor, mask: Any = None) -> torch.Tensor:
 
 
 def step_loss(state: State, batch: Batch) -> torch.Tensor:
-    """The loss of one micro-batch: distillation (weighted divergence) or the final-block LM loss."""
+    """The loss of one micro-batch: distillation (weighted divergence) or the final-block LM loss.
+
+    mode "full" is the fair upper bound: the same loss, positions and token weights as distillation, but the
+    student reads the teacher's natural text with full attention (a full-attention fine-tune on the same data).
+    """
     cfg = state.cfg
     mask = attention_mask(batch.s_blocks, batch.s_open, state.implementation)
-    hidden, head = state.wrapped(batch.s_ids, mask)
+    full_attention = cfg.mode == "full"
+    hidden, head = state.wrapped(batch.t_ids, None) if full_attention else state.wrapped(batch.s_ids, mask)
     hidden = hidden.flatten(0, 1)
     if cfg.mode == "lm":
         keep = batch.final
@@ -179,7 +185,7 @@ def step_loss(state: State, batch: Batch) -> torch.Tensor:
             full = chunked_target_logprobs(h_teacher, teacher_head, targets, cfg.loss_chunk)
             block = chunked_target_logprobs(h_block, teacher_head, targets, cfg.loss_chunk)
             weights = token_weights(full, block, cfg.beta)
-    return chunked_divergence(hidden[s_pos], h_teacher, head, teacher_head, weights, cfg.divergence, cfg.temperature, cfg.loss_chunk,
+    return chunked_divergence(hidden[t_pos if full_attention else s_pos], h_teacher, head, teacher_head, weights, cfg.divergence, cfg.temperature, cfg.loss_chunk,
                               targets, cfg.hard_weight)
 
 
@@ -248,7 +254,7 @@ def save_model(state: State) -> Path:
         model = state.student.merge_and_unload() if state.cfg.lora else state.student
         model.to(torch.bfloat16).save_pretrained(out)
         state.tokenizer.save_pretrained(out)
-        write_json(out / "block_attention.json", {"block_sinks": state.cfg.block_sinks})
+        write_json(out / "block_attention.json", {"block_sinks": state.cfg.block_sinks and state.cfg.mode != "full", "mode": state.cfg.mode})
     return out
 
 
