@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from semanticseg.blockattn.positions import layout
+from semanticseg.errors import UserError
 from semanticseg.io import read_records
 from semanticseg.schema import Document, Instance
 
@@ -62,7 +63,7 @@ def hub_texts(name: str, text_fields: str = "text", split: str = "train") -> lis
     for index, row in enumerate(load_dataset(path, config or None, split=split, streaming=True)):
         missing = [f for f in fields if f not in row]
         if missing:
-            raise ValueError(f"{name}: no field {missing[0]!r} (fields: {', '.join(row)}); choose them with --text-field")
+            raise UserError(f"{name}: no field {missing[0]!r} (fields: {', '.join(row)}); choose them with --text-field")
         text = "\n\n".join(t for t in (_field_text(row[f]) for f in fields) if t)
         if text:
             rows.append((str(row.get("id", f"{path}:{index}")), text, None))
@@ -163,13 +164,13 @@ def method_cuts(method: str, doc_id: str, text: str, target_tokens: int, segment
         return structure_cuts(doc_id, text, target_tokens)
     if method == "segmenter":
         if segmenter is None:
-            raise ValueError("segmentation 'segmenter' needs a trained segmenter (--segmenter DIR)")
+            raise UserError("segmentation 'segmenter' needs a trained segmenter (--segmenter DIR)")
         return segmenter_cuts(segmenter, text, target_tokens)
     if method == "authored":
         return authored_cuts(text)
     if method == "random":
         return random_cuts(doc_id, text, target_tokens)
-    raise ValueError(f"unknown segmentation {method!r}: use one of {', '.join(SEGMENTATIONS)}")
+    raise UserError(f"unknown segmentation {method!r}: use one of {', '.join(SEGMENTATIONS)}")
 
 
 def block_texts(text: str, cuts: list[int]) -> list[str]:

@@ -25,6 +25,7 @@ from semanticseg.blockattn.masks import attention_mask
 from semanticseg.distill.data import BlockedText, authored_targets, build_windows, collate, padded_length
 from semanticseg.distill.losses import chunked_target_logprobs
 from semanticseg.distill.probes import Probe, probe_suite, summarise
+from semanticseg.errors import UserError
 from semanticseg.io import write_json
 from semanticseg.models import last_hidden, load_causal_lm, load_tokenizer, sink_token_id
 
@@ -269,7 +270,7 @@ def _window_sets(cfg: EvalConfig, tokenizer: Any) -> dict[str, list[BlockedText]
         if len(windows) > cfg.max_windows:  # evenly spaced, so every document group (e.g. category) is represented
             windows = [windows[i * len(windows) // cfg.max_windows] for i in range(cfg.max_windows)]
         if not windows:
-            raise ValueError(f"{cfg.data}: no held-out window with >= 2 context blocks and a final block{f' when cut by {seg}' if seg else ''}")
+            raise UserError(f"{cfg.data}: no held-out window with >= 2 context blocks and a final block{f' when cut by {seg}' if seg else ''}")
         sets[seg or "given"] = windows
     return sets
 

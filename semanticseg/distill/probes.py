@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from semanticseg.distill.data import BlockedText
+from semanticseg.errors import UserError
 
 NAMES = ["amber", "basalt", "cobalt", "delta", "ember", "falcon", "granite", "harbor", "indigo", "juniper", "krypton", "lumen",
          "marble", "nectar", "onyx", "pewter"]
@@ -42,7 +43,7 @@ def probe_suite(filler: list[list[int]], tokenizer: Any, n_blocks: tuple[int, ..
     rng = random.Random(seed)
     pool = [block[:block_tokens] for block in filler if len(block) >= 16]
     if not pool:
-        raise ValueError("no filler blocks of >= 16 tokens for the probes")
+        raise UserError("no filler blocks of >= 16 tokens for the probes")
 
     def encode(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -27,6 +27,7 @@ from semanticseg.blockattn.masks import attention_mask, default_implementation
 from semanticseg.checkpoint import load_checkpoint
 from semanticseg.distill.data import Batch, BlockedText, build_windows, collate, padded_length
 from semanticseg.distill.losses import BETA, chunked_divergence, chunked_target_logprobs, token_weights
+from semanticseg.errors import UserError
 from semanticseg.io import atomic_path, write_json
 from semanticseg.models import last_hidden, load_causal_lm, load_tokenizer, sink_token_id
 
@@ -124,7 +125,7 @@ def setup(cfg: DistillConfig) -> State:
     if cfg.max_windows:
         windows = windows[: cfg.max_windows]
     if not windows:
-        raise ValueError(f"{cfg.data}: no document gives a window of >= 2 context blocks and a final block")
+        raise UserError(f"{cfg.data}: no document gives a window of >= 2 context blocks and a final block")
     student = load_causal_lm(cfg.teacher, str(device), "fp32", implementation)
     if cfg.gradient_checkpointing:
         student.gradient_checkpointing_enable()
