@@ -85,7 +85,7 @@ def test_distillation_smoke_loss_falls_and_eval_reports(tiny_llama_dir, stdlib_d
 
     cfg = recipe.DistillConfig(
         # block dropout 0.5, not the default 0.9: intermediate open blocks carry loss too, so both kinds are exercised
-        teacher=str(tiny_llama_dir), data=str(stdlib_docs), out=str(tmp_path / "run"), steps=8, batch_size=2, lr=3e-3, block_dropout=0.5,
+        teacher=str(tiny_llama_dir), data=str(stdlib_docs), out=str(tmp_path / "run"), steps=16, batch_size=2, lr=3e-3, block_dropout=0.5,
         warmup_steps=1, context_tokens=256, final_tokens=48, target_block_tokens=48, max_block_tokens=96, max_windows=6, save_every=4,
     )
     (tmp_path / "run").mkdir()
@@ -100,9 +100,9 @@ def test_distillation_smoke_loss_falls_and_eval_reports(tiny_llama_dir, stdlib_d
     before = float(recipe.step_loss(state, fixed))
     recipe.train(state)
     after = float(recipe.step_loss(state, fixed))
-    assert after < 0.8 * before
+    assert after < 0.8 * before, (before, after)
     assert (tmp_path / "run" / "checkpoint.pt").exists()
-    assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 8
+    assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 16
     model_dir = recipe.save_model(state)
     assert json.loads((model_dir / "block_attention.json").read_text()) == {"block_sinks": True, "mode": "distill"}
     rows = evaluate(EvalConfig(teacher=str(tiny_llama_dir), data=str(stdlib_docs), out=str(tmp_path / "eval"), students={"kd": str(model_dir)},
