@@ -17,8 +17,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from semanticseg.collect import CATEGORIES, collect, raw_texts
-from semanticseg.pipelines import load_category
+from semanticseg.dataset.collect import CATEGORIES, collect, raw_texts
+from semanticseg.recipes import load_category
 from semanticseg.sources import RawText
 from semanticseg.tokens import count_tokens
 

@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from semanticseg.annotators.propose import run_propose
-from semanticseg.candidates import run_candidates
+from semanticseg.dataset.candidates import run_candidates
+from semanticseg.dataset.propose import run_propose
 from semanticseg.io import write_records
-from semanticseg.llm_server import start_server
 from semanticseg.schema import Document
+from semanticseg.servers.llm_server import start_server
 from semanticseg.tokens import count_tokens
 
 

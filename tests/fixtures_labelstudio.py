@@ -31,7 +31,7 @@ def labelstudio_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def labelstudio(labelstudio_dir):
     """Credentials of a real Label Studio started once for the session (installed by scripts/install_labelstudio.sh)."""
-    from semanticseg import labelstudio_server
+    from semanticseg.servers import labelstudio_server
 
     creds, _ = labelstudio_server.serve(labelstudio_dir, port=_free_port(), timeout_s=420)
     yield creds

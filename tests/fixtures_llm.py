@@ -120,7 +120,7 @@ def local_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     cmd = ["semanticseg", "llm", "serve", "--port", port]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    from semanticseg.llm_server import cache_dir
+    from semanticseg.paths import cache_dir
 
     yield {"base_url": f"http://127.0.0.1:{port}/v1", "model": str(cache_dir() / "models" / "SmolLM2-135M-Instruct")}
     subprocess.run(["semanticseg", "llm", "serve", "--port", port, "--stop"], capture_output=True, timeout=60)
@@ -137,7 +137,7 @@ def real_paragraphs(n: int | None = None) -> list[str]:
 
 def make_work(work_dir: Any, docs: list[tuple[str, str, str]]) -> list[Any]:
     """Write WORK/documents.parquet for (id, category, text) triples and run the candidates stage."""
-    from semanticseg.candidates import run_candidates
+    from semanticseg.dataset.candidates import run_candidates
     from semanticseg.io import write_records
     from semanticseg.schema import Document
     from semanticseg.tokens import count_tokens

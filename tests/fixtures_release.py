@@ -92,8 +92,8 @@ def built_work_root(tmp_path: Path, release_instances: list[Instance]) -> Path:
 @pytest.fixture(scope="module")
 def released(tmp_path_factory: pytest.TempPathFactory, release_instances: list[Instance]):
     """One release of the real instances, shared by the tests that only read it: (folder, summary)."""
-    from semanticseg.recipe import load_recipe
-    from semanticseg.release import release
+    from semanticseg.dataset.release import release
+    from semanticseg.recipes import load_recipe
 
     root = tmp_path_factory.mktemp("released")
     summary, _ = release(write_work_root(root / "work", release_instances), root / "release", load_recipe())

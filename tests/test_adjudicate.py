@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from semanticseg.adjudicate import PairAgreement, consensus_positions, run_adjudicate
+from semanticseg.dataset.adjudicate import PairAgreement, consensus_positions, run_adjudicate
 from semanticseg.io import read_records, rewrite_records, write_records
 from semanticseg.schema import Candidates, Consensus, Proposal
 from tests.fixtures_llm import make_work, real_paragraphs
@@ -95,7 +95,7 @@ def test_the_command_takes_its_threshold_from_the_recipe(tmp_path):
     from typer.testing import CliRunner
 
     from semanticseg.cli import app
-    from semanticseg.recipe import load_recipe
+    from semanticseg.recipes import load_recipe
 
     folder = tmp_path / "legal"
     folder.mkdir()

@@ -8,8 +8,8 @@ import pytest
 
 from semanticseg.annotators import get_annotator
 from semanticseg.annotators.base import parse_name, select_cuts
-from semanticseg.annotators.propose import run_propose
 from semanticseg.annotators.similarity import depth_scores, model_dir
+from semanticseg.dataset.propose import run_propose
 from semanticseg.io import read_records
 from semanticseg.schema import Candidates, Document, Proposal
 from tests.fixtures_llm import make_work, real_paragraphs
@@ -179,7 +179,7 @@ def test_propose_takes_annotators_and_granularity_from_the_recipe(tmp_path):
     from typer.testing import CliRunner
 
     from semanticseg.cli import app
-    from semanticseg.recipe import load_recipe
+    from semanticseg.recipes import load_recipe
 
     make_work(tmp_path / "legal", [("d", "legal", GPL)])
     recipe = tmp_path / "structure-only.toml"

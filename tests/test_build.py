@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from semanticseg.instances import enforce_bounds
+from semanticseg.dataset.instances import enforce_bounds
 from semanticseg.tokens import span_tokens, token_starts
 
 GPL3 = Path("/usr/share/common-licenses/GPL-3")
@@ -50,8 +50,8 @@ def _cli(*args: str) -> list[str]:
 
 
 def _release_digests(work: Path, out: Path) -> dict[str, str]:
-    from semanticseg.recipe import load_recipe
-    from semanticseg.release import release
+    from semanticseg.dataset.release import release
+    from semanticseg.recipes import load_recipe
 
     release(work, out, load_recipe())
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "data").glob("*.parquet"))}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from semanticseg.candidates import find_candidates, mean_gap_tokens, run_candidates
+from semanticseg.candidates import find_candidates, mean_gap_tokens
+from semanticseg.dataset.candidates import run_candidates
 from semanticseg.io import read_records, read_summary
 from semanticseg.schema import Candidates
 from semanticseg.tokens import char_to_token, count_tokens, token_starts

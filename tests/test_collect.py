@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from semanticseg.cli import app
-from semanticseg.collect import CATEGORIES, CollectConfig, EmptySource, build_documents, collect, cut, sections
+from semanticseg.dataset.collect import CATEGORIES, CollectConfig, EmptySource, build_documents, collect, cut, sections
 from semanticseg.io import read_records
-from semanticseg.pipelines import OnlineSource, load_category
+from semanticseg.recipes import OnlineSource, load_category
 from semanticseg.schema import Document
 from semanticseg.sources import RawText, Skipped
 from semanticseg.sources.offline import read_files

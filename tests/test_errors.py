@@ -64,8 +64,7 @@ def lock():
 
 
 def test_every_shipped_recipe_validates():
-    from semanticseg.pipelines import load_categories
-    from semanticseg.recipe import load_recipe
+    from semanticseg.recipes import load_categories, load_recipe
 
     assert len(load_categories()) == 16
     recipe = load_recipe()
@@ -98,10 +97,10 @@ def test_a_recipe_with_an_unknown_annotator_or_category_target_is_refused(tmp_pa
 
 
 def test_a_category_recipe_with_a_wrong_type_or_unknown_key_is_refused(tmp_path):
-    from semanticseg.pipelines import _parse, pipelines_dir
+    from semanticseg.recipes import _parse, categories_dir
 
     path = tmp_path / "code.toml"
-    text = (pipelines_dir() / "code.toml").read_text()
+    text = (categories_dir() / "code.toml").read_text()
     path.write_text(text.replace('text_fields = ["content"]', 'text_fields = "content"\nlicense = "MIT"'))
     with pytest.raises(UserError) as refused:
         _parse(path)
@@ -228,7 +227,7 @@ def test_a_bare_owner_name_push_target_is_refused_before_the_release(tmp_path, m
 
 
 def test_a_dot_slash_push_target_is_a_local_folder(tmp_path, monkeypatch):
-    from semanticseg.release import publish_target, push
+    from semanticseg.dataset.release import publish_target, push
 
     out = tmp_path / "release"
     (out / "data").mkdir(parents=True)

@@ -16,8 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from semanticseg.cli import app
-from semanticseg.io import read_records
-from semanticseg.labelstudio import (
+from semanticseg.dataset.review import (
     ReviewError,
     annotation_cuts,
     apply_human,
@@ -28,6 +27,7 @@ from semanticseg.labelstudio import (
     pull,
     push,
 )
+from semanticseg.io import read_records
 from semanticseg.schema import Candidates, Consensus, Document, HumanCuts
 from tests.fixtures_labelstudio import join_as_reviewer
 
@@ -251,7 +251,7 @@ def test_serve_listens_on_loopback_only(labelstudio):
 def test_bind_opens_the_server_to_the_network_when_asked(labelstudio, labelstudio_dir, tmp_path):
     import sqlite3
 
-    from semanticseg import labelstudio_server
+    from semanticseg.servers import labelstudio_server
     from tests.fixtures_labelstudio import _free_port
 
     # A copy of the session server's database (migrated already), so this second server starts fast.
@@ -271,7 +271,7 @@ def test_bind_opens_the_server_to_the_network_when_asked(labelstudio, labelstudi
 
 @pytest.mark.slow
 def test_serve_tells_its_own_server_from_another_work_roots(labelstudio, labelstudio_dir, tmp_path):
-    from semanticseg import labelstudio_server
+    from semanticseg.servers import labelstudio_server
 
     port = int(labelstudio.url.rsplit(":", 1)[1])
     again, generated = labelstudio_server.serve(labelstudio_dir, port=port, timeout_s=30)
@@ -310,11 +310,11 @@ def test_a_skipped_task_comes_back_to_a_lone_reviewer(labelstudio, review_dir):
 
 @pytest.mark.slow
 def test_two_reviewers_per_task_merge_by_majority_with_their_agreement(labelstudio, review_dir):
-    from semanticseg.adjudicate import mean_agreement
-    from semanticseg.card import render_card
-    from semanticseg.instances import run_instances
+    from semanticseg.dataset.adjudicate import mean_agreement
+    from semanticseg.dataset.card import render_card
+    from semanticseg.dataset.instances import run_instances
     from semanticseg.metrics import candidate_positions
-    from semanticseg.recipe import load_recipe
+    from semanticseg.recipes import load_recipe
     from semanticseg.schema import Instance
 
     url, key, title = labelstudio.url, labelstudio.token, "two reviewers"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from semanticseg.annotators.llm_answer import BadAnswer, parse_answer
-from semanticseg.annotators.propose import run_propose
+from semanticseg.dataset.propose import run_propose
 from semanticseg.io import read_records, read_summary
 from semanticseg.schema import Candidates, Proposal
 from tests.fixtures_llm import make_work, marked_answer, real_paragraphs, serve_scripted

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from semanticseg.recipe import load_recipe
-from semanticseg.release import PublishError, ReleaseInvalid, assign_splits, near_duplicate_groups, push, release
+from semanticseg.dataset.release import PublishError, ReleaseInvalid, assign_splits, near_duplicate_groups, push, release
+from semanticseg.dataset.validate import instance_errors, validate_path, validate_splits
+from semanticseg.recipes import load_recipe
 from semanticseg.schema import Instance, length_bucket
-from semanticseg.validate import instance_errors, validate_path, validate_splits
 
 pytestmark = pytest.mark.slow  # a release takes a few seconds (MinHash, save_to_disk, matplotlib)
 
@@ -179,7 +179,7 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def test_release_refuses_a_folder_that_is_not_a_release_and_keeps_a_previous_one(built_work_root, tmp_path):
-    from semanticseg.release import OutFolderTaken
+    from semanticseg.dataset.release import OutFolderTaken
 
     out = tmp_path / "mine"
     (out / "data").mkdir(parents=True)
@@ -237,7 +237,7 @@ def test_a_killed_release_leaves_the_old_or_the_new_one_whole(built_work_root, t
 def test_a_kill_between_the_two_renames_is_undone_by_the_next_run(released, tmp_path):
     import shutil
 
-    from semanticseg.release import OutFolderTaken, check_out_dir
+    from semanticseg.dataset.release import OutFolderTaken, check_out_dir
 
     out, _ = released
     aside = tmp_path / ".release.release-old"

@@ -46,8 +46,9 @@ def _templates() -> Any:
     """The Jinja2 environment over annotation/prompts (repo checkout or the installed package data)."""
     import jinja2
 
-    here = Path(__file__).resolve().parents[1]
-    folder = next(p for p in (here.parent / "annotation" / "prompts", here / "_data" / "annotation" / "prompts") if p.exists())
+    from semanticseg.paths import package_data
+
+    folder = package_data("annotation/prompts")
     return jinja2.Environment(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
 
 
@@ -104,7 +105,7 @@ class LLMAnnotator(Annotator):
         # No endpoint: the local server, started on the first request that misses the cache.
         self._local = base_url is None
         if self._local:
-            from semanticseg.llm_server import cache_dir as semanticseg_cache
+            from semanticseg.paths import cache_dir as semanticseg_cache
 
             model = model or str(semanticseg_cache() / "models" / "SmolLM2-135M-Instruct")
         if not model:
@@ -141,7 +142,7 @@ class LLMAnnotator(Annotator):
         """The local server, started once even when many requests ask at the same time."""
         with self._lock:
             if self._server is None:
-                from semanticseg.llm_server import start_server
+                from semanticseg.servers.llm_server import start_server
 
                 self._server = start_server()  # reuses a healthy `semanticseg llm serve`
             return self._server

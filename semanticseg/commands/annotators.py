@@ -48,7 +48,7 @@ def candidates_cmd(
       semanticseg candidates --category code
       semanticseg candidates --work work            # every collected category
     """
-    from semanticseg.candidates import run_candidates
+    from semanticseg.dataset.candidates import run_candidates
 
     for work_dir in _work_dirs(work, category, "documents.parquet"):
         with progress_bar() as progress:
@@ -150,8 +150,8 @@ def propose_cmd(
       semanticseg propose -c chat -a llm --llm-samples 3                       # local SmolLM2 server
       semanticseg propose -c web -a llm --llm-base-url https://api.openai.com/v1 --llm-model gpt-4o-mini
     """
-    from semanticseg.annotators.propose import run_propose
-    from semanticseg.recipe import load_recipe
+    from semanticseg.dataset.propose import run_propose
+    from semanticseg.recipes import load_recipe
 
     recipe = load_recipe(recipe_path)
     target_tokens = target_tokens or recipe.target_block_tokens
@@ -219,8 +219,8 @@ def adjudicate_cmd(
     """
     from rich.table import Table
 
-    from semanticseg.adjudicate import run_adjudicate
-    from semanticseg.recipe import load_recipe
+    from semanticseg.dataset.adjudicate import run_adjudicate
+    from semanticseg.recipes import load_recipe
 
     if threshold is None:
         threshold = load_recipe(recipe_path).agreement_threshold
@@ -253,7 +253,7 @@ def llm_serve_cmd(
       semanticseg llm serve
       semanticseg llm serve --stop
     """
-    from semanticseg.llm_server import start_server, stop_server
+    from semanticseg.servers.llm_server import start_server, stop_server
 
     if stop:
         console.print("stopped" if stop_server(port) else f"no server started by `semanticseg llm serve` on port {port}")

@@ -56,7 +56,7 @@ def check_categories(value: str | list[str] | None) -> str | list[str] | None:
     Category names become folders under --work, so a name such as ../x or /tmp/x would read and write
     outside it; accepting only the recipes' names rules every such trick out in one place.
     """
-    from semanticseg.pipelines import load_categories
+    from semanticseg.recipes import load_categories
 
     known = load_categories()
     for name in [value] if isinstance(value, str) else value or []:

@@ -24,7 +24,7 @@ from semanticseg.commands.common import DATASET, RECIPE, check_categories, conso
 app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
 
-# ---- collect (semanticseg/collect.py) ----
+# ---- collect (semanticseg/dataset/collect.py) ----
 
 
 def _collect_table(category: str, summary: dict) -> None:
@@ -68,7 +68,7 @@ def collect_cmd(
       semanticseg collect --category books --limit 4 --min-tokens 1000 --max-tokens 8000 --out work
       semanticseg collect --category encyclopedia --source online --limit 100
     """
-    from semanticseg.collect import EmptySource, collect
+    from semanticseg.dataset.collect import EmptySource, collect
     from semanticseg.sources.offline import SourceMissing
     from semanticseg.tokens import EncodingUnavailable
 
@@ -97,7 +97,7 @@ def collect_cmd(
     console.print(f"wrote {out / category / 'documents.parquet'}")
 
 
-# ---- build, release, validate (semanticseg/build.py, release.py, validate.py) ----
+# ---- build, release, validate (semanticseg/dataset/build.py, release.py, validate.py) ----
 
 @app.command("build", rich_help_panel=DATASET)
 def build_cmd(
@@ -148,9 +148,9 @@ def build_cmd(
 
     The LLM options are `propose`'s; without --llm-base-url the local server runs with the recipe's offline.llm_options.
     """
-    from semanticseg.build import BuildConfig, build
-    from semanticseg.collect import CATEGORIES
-    from semanticseg.recipe import load_recipe
+    from semanticseg.dataset.build import BuildConfig, build
+    from semanticseg.dataset.collect import CATEGORIES
+    from semanticseg.recipes import load_recipe
 
     recipe = load_recipe(recipe_path)
     if source not in {"offline", "online"}:
@@ -174,7 +174,7 @@ def build_cmd(
     )
     token = ""
     if config.label_studio_url:
-        from semanticseg.labelstudio_server import connection
+        from semanticseg.servers.labelstudio_server import connection
 
         token = connection(work, config.label_studio_url, api_key)[1]
     try:
@@ -239,8 +239,8 @@ def release_cmd(
       semanticseg release --push-to-hub hub:my-org/SemanticSeg
       semanticseg release --out /data/semanticseg --push-to-hub /mnt/share/semanticseg
     """
-    from semanticseg.recipe import load_recipe
-    from semanticseg.release import PublishError, ReleaseInvalid, release
+    from semanticseg.dataset.release import PublishError, ReleaseInvalid, release
+    from semanticseg.recipes import load_recipe
 
     recipe = load_recipe(recipe_path)
     try:
@@ -264,8 +264,8 @@ def validate_cmd(
 
     Exits 1 when any check fails. Example: semanticseg validate work/release
     """
-    from semanticseg.recipe import load_recipe
-    from semanticseg.validate import MAX_ERRORS_SHOWN, validate_path
+    from semanticseg.dataset.validate import MAX_ERRORS_SHOWN, validate_path
+    from semanticseg.recipes import load_recipe
 
     recipe = load_recipe(recipe_path)
     try:

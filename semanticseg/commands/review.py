@@ -28,14 +28,14 @@ PROJECT = typer.Option(None, "--project", help="Project title; else 'SemanticSeg
 
 
 def _server_dir(work: Path) -> Path:
-    from semanticseg.labelstudio_server import server_dir
+    from semanticseg.servers.labelstudio_server import server_dir
 
     return server_dir(work)
 
 
 def _connection(work: Path, url: str | None, api_key: str | None) -> tuple[str, str]:
     """Flags, else environment, else the credentials `annotate serve` kept under the work root."""
-    from semanticseg.labelstudio_server import connection
+    from semanticseg.servers.labelstudio_server import connection
 
     url, api_key = connection(work, url, api_key)
     if not url:
@@ -78,7 +78,7 @@ def serve_cmd(
     Examples: `semanticseg annotate serve`, `semanticseg annotate serve --bind 0.0.0.0`,
     `semanticseg annotate serve --stop`
     """
-    from semanticseg import labelstudio_server
+    from semanticseg.servers import labelstudio_server
 
     if stop:
         stopped = labelstudio_server.stop(_server_dir(work))
@@ -125,7 +125,7 @@ def push_cmd(
     Examples: `semanticseg annotate push --category code`,
     `semanticseg annotate push --category code --reviewers 2`
     """
-    from semanticseg.labelstudio import ReviewError, push
+    from semanticseg.dataset.review import ReviewError, push
 
     folder = _category_dir(work, category)
     url, api_key = _connection(work, url, api_key)
@@ -156,7 +156,7 @@ def pull_cmd(
     skips in labelstudio_pull.json and retried by the next pull. Example:
     `semanticseg annotate pull --category code`
     """
-    from semanticseg.labelstudio import ReviewError, pull
+    from semanticseg.dataset.review import ReviewError, pull
 
     folder = _category_dir(work, category)
     url, api_key = _connection(work, url, api_key)

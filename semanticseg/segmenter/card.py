@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from semanticseg.io import atomic_path
-from semanticseg.recipe import package_data
+from semanticseg.paths import package_data
 
 TEMPLATE = "cards/segmenter_card.md.j2"
 

@@ -31,7 +31,7 @@ def onnx_available() -> bool:
 
 def export_path(model: Any) -> Path:
     """Where the ONNX export of a loaded SentenceTransformer lives (keyed by its folder and weights)."""
-    from semanticseg.llm_server import cache_dir
+    from semanticseg.paths import cache_dir
 
     folder = Path(model[0].auto_model.name_or_path)
     weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from semanticseg.pipelines import OnlineSource
+from semanticseg.recipes import OnlineSource
 from semanticseg.sources import RawText
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from semanticseg.io import read_records, write_json
-from semanticseg.recipe import Recipe
+from semanticseg.recipes import Recipe
 from semanticseg.redact import redact_url
 from semanticseg.schema import Consensus, Instance, length_bucket
 
@@ -65,7 +65,7 @@ def _llm_available(names: list[str], recipe: Recipe, source: str, remote: bool) 
     if recipe.offline_llm == "off" and source == "offline":
         return [n for n in names if n.split(":")[0] != "llm"], ["llm annotator off in the recipe (offline.llm)"], None
     try:
-        from semanticseg.llm_server import start_server
+        from semanticseg.servers.llm_server import start_server
 
         return names, [], start_server()
     except Exception as err:  # no model package, no transformers serve, port taken: build without it, say so
@@ -89,7 +89,7 @@ def _review(work_dir: Path, url: str, api_key: str, progress: Any) -> str:
     """Push disputed documents to Label Studio and pull decisions already made; "skipped" with no server."""
     if not url:
         return "skipped"
-    from semanticseg.labelstudio import pull, push
+    from semanticseg.dataset.review import pull, push
 
     pushed = push(work_dir, url, api_key, progress=progress)
     pulled = pull(work_dir, url, api_key)
@@ -104,11 +104,11 @@ def build_category(
 
     llm_options (base_url, model) point the llm annotator at a server; None: its own default endpoint.
     """
-    from semanticseg.adjudicate import run_adjudicate
-    from semanticseg.annotators.propose import run_propose
-    from semanticseg.candidates import run_candidates
-    from semanticseg.collect import collect
-    from semanticseg.instances import run_instances
+    from semanticseg.dataset.adjudicate import run_adjudicate
+    from semanticseg.dataset.candidates import run_candidates
+    from semanticseg.dataset.collect import collect
+    from semanticseg.dataset.instances import run_instances
+    from semanticseg.dataset.propose import run_propose
 
     work_dir = Path(config.work_root) / category
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def build_category(
 
 
 def _report(category: str, work_dir: Path, recipe: Recipe, stages: dict[str, str], summary: dict[str, Any]) -> CategoryReport:
-    from semanticseg.adjudicate import awaiting_review
+    from semanticseg.dataset.adjudicate import awaiting_review
 
     rows: list[Instance] = read_records(work_dir / "instances.parquet", Instance)
     consensus: list[Consensus] = read_records(work_dir / "consensus.parquet", Consensus)

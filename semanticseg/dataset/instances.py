@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from semanticseg.io import fingerprint, is_done, mark_done, read_records, read_summary, write_json, write_records
-from semanticseg.recipe import Recipe
+from semanticseg.recipes import Recipe
 from semanticseg.schema import Candidates, Consensus, Document, Instance
 from semanticseg.tokens import span_tokens, token_starts
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from semanticseg.recipe import Recipe
+from semanticseg.recipes import Recipe
 from semanticseg.schema import Instance, from_table
 
 MAX_ERRORS_SHOWN = 50

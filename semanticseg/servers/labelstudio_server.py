@@ -24,10 +24,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from semanticseg.io import write_json
+from semanticseg.paths import cache_dir
 
 # The loopback checks are the ones the local LLM server uses.
-from semanticseg.llm_server import _healthy as healthy
-from semanticseg.llm_server import _port_free, cache_dir
+from semanticseg.servers.llm_server import _healthy as healthy
+from semanticseg.servers.llm_server import _port_free
 
 LABEL_STUDIO_VERSION = "1.23.2"
 DEFAULT_PORT = 8085

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from semanticseg.io import fingerprint, is_done, mark_done, read_summary, write_json, write_records
-from semanticseg.pipelines import CategoryRecipe, load_categories, load_category
+from semanticseg.recipes import CategoryRecipe, load_categories, load_category
 from semanticseg.schema import LENGTH_BUCKETS, Document, length_bucket
 from semanticseg.sources import RawText, Skipped
 from semanticseg.tokens import DEFAULT_ENCODING, get_encoding

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from semanticseg.adjudicate import (
+from semanticseg.dataset.adjudicate import (
     DEFAULT_TOLERANCE,
     awaiting_review,
     majority_cuts,
@@ -34,7 +34,7 @@ from semanticseg.adjudicate import (
 )
 from semanticseg.io import read_records, rewrite_records, write_json, write_records
 from semanticseg.metrics import candidate_positions
-from semanticseg.recipe import package_data
+from semanticseg.paths import package_data
 from semanticseg.redact import redact_url
 from semanticseg.schema import Candidates, Consensus, Document, HumanCuts
 

@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from semanticseg.dataset.validate import RELEASE_MARKER, ValidationReport, validate_splits
 from semanticseg.errors import UserError
 from semanticseg.io import write_json, write_table
-from semanticseg.recipe import Recipe
+from semanticseg.recipes import Recipe
 from semanticseg.schema import Instance, length_bucket, to_table
-from semanticseg.validate import RELEASE_MARKER, ValidationReport, validate_splits
 
 SPLIT_ORDER = ("train", "validation", "test")
 
@@ -244,7 +244,7 @@ def release(
     Raises OutFolderTaken when out_dir holds other files, or a previous release and overwrite is False;
     ReleaseInvalid (after writing nothing) when the validator finds a problem.
     """
-    from semanticseg.card import write_card
+    from semanticseg.dataset.card import write_card
 
     if push_to_hub:
         publish_target(push_to_hub)  # a target that cannot work is an error before the release is built

