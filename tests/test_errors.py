@@ -227,7 +227,7 @@ def test_a_bare_owner_name_push_target_is_refused_before_the_release(tmp_path, m
 
 
 def test_a_dot_slash_push_target_is_a_local_folder(tmp_path, monkeypatch):
-    from semanticseg.dataset.release import publish_target, push
+    from semanticseg.dataset.release import publish, publish_target
 
     out = tmp_path / "release"
     (out / "data").mkdir(parents=True)
@@ -235,6 +235,6 @@ def test_a_dot_slash_push_target_is_a_local_folder(tmp_path, monkeypatch):
     (out / "data" / "train-00000-of-00001.parquet").write_bytes(b"PAR1")
     monkeypatch.chdir(tmp_path)
     assert publish_target("hub:owner/name") == ("hub", "owner/name")
-    push(out, "./backup/name")
+    publish(out, "./backup/name")
     assert (tmp_path / "backup" / "name" / "README.md").read_text() == "card"
     assert (tmp_path / "backup" / "name" / "data" / "train-00000-of-00001.parquet").exists()

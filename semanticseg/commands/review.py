@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.commands.common import REVIEW, check_categories, console, fail, progress_bar
+from semanticseg.commands.common import REVIEW, check_categories, console, default_of, fail, given, option, progress_bar
 
 app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
 
@@ -20,6 +20,7 @@ annotate = typer.Typer(
 )
 app.add_typer(annotate, name="annotate", rich_help_panel=REVIEW)
 
+_SERVE = "semanticseg.servers.labelstudio_server:serve"  # its keyword defaults are `annotate serve`'s
 WORK = typer.Option(Path("work"), "--work", help="Work root: category folders and the Label Studio data (WORK/labelstudio) live here.")
 CATEGORY = typer.Option(..., "--category", "-c", callback=check_categories, help="Category whose WORK/<category>/consensus.parquet is reviewed, e.g. code.")
 URL = typer.Option(None, "--url", help="Label Studio URL; else $LABEL_STUDIO_URL, else the server `annotate serve` started.")
@@ -60,14 +61,14 @@ def _report(summary, counts: str) -> None:
 @annotate.command("serve")
 def serve_cmd(
     work: Path = WORK,
-    port: int = typer.Option(8085, "--port", help="Port to serve on."),
-    bind: str = typer.Option(
-        "127.0.0.1", "--bind",
+    port: int | None = option(_SERVE, "port", "--port", help="Port to serve on."),
+    bind: str | None = option(
+        _SERVE, "bind", "--bind",
         help="Address to listen on. The default, loopback, admits only this machine; 0.0.0.0 opens the login page "
         "to every machine that can reach this one (for a team on a trusted network; a warning is printed).",
     ),
     stop: bool = typer.Option(False, "--stop", help="Stop the server started for this work root instead."),
-    timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for /health (first start takes about a minute)."),
+    timeout: float | None = option(_SERVE, "timeout_s", "--timeout", help="Seconds to wait for /health (first start takes about a minute)."),
 ) -> None:
     """Start a local Label Studio (own virtualenv, preset admin and token, no browser) and wait until healthy.
 
@@ -80,6 +81,8 @@ def serve_cmd(
     """
     from semanticseg.servers import labelstudio_server
 
+    port = port if port is not None else default_of(_SERVE, "port")
+    bind = bind if bind is not None else default_of(_SERVE, "bind")
     if stop:
         stopped = labelstudio_server.stop(_server_dir(work))
         console.print("stopped Label Studio" if stopped else "no Label Studio was running for this work root")
@@ -95,7 +98,7 @@ def serve_cmd(
         )
     console.print(f"starting Label Studio on {bind}:{port} (installs it into {labelstudio_server.venv_dir()} on first use) …")
     try:
-        creds, generated = labelstudio_server.serve(_server_dir(work), port=port, bind=bind, timeout_s=timeout)
+        creds, generated = labelstudio_server.serve(_server_dir(work), port=port, bind=bind, **given(timeout_s=timeout))
     except RuntimeError as error:
         raise fail(str(error)) from None
     console.print(f"Label Studio is up at [bold]{creds.url}[/] (data: {_server_dir(work)})")
@@ -111,7 +114,7 @@ def push_cmd(
     url: str = URL,
     api_key: str = API_KEY,
     project: str = PROJECT,
-    context_chars: int = typer.Option(400, "--context-chars", help="Characters of context shown each side of a disputed candidate (whole lines)."),
+    context_chars: int | None = option("semanticseg.dataset.review:ReviewStage", "context_chars", "--context-chars", help="Characters of context shown each side of a disputed candidate (whole lines)."),
     reset_config: bool = typer.Option(False, "--reset-config", help="Overwrite a labeling config edited by hand with annotation/labelstudio_config.xml."),
     reviewers: int = typer.Option(
         None, "--reviewers", min=1,
@@ -125,14 +128,15 @@ def push_cmd(
     Examples: `semanticseg annotate push --category code`,
     `semanticseg annotate push --category code --reviewers 2`
     """
-    from semanticseg.dataset.review import ReviewError, push
+    from semanticseg.dataset.review import ReviewError, ReviewStage
+    from semanticseg.dataset.stage import run_stage
 
     folder = _category_dir(work, category)
     url, api_key = _connection(work, url, api_key)
+    stage = ReviewStage(url, api_key, ("push",), project, reset_config=reset_config, reviewers=reviewers, **given(context_chars=context_chars))
     try:
         with progress_bar() as progress:
-            summary = push(folder, url, api_key, project=project, context_chars=context_chars, reset_config=reset_config,
-                           reviewers=reviewers, progress=progress)
+            summary = run_stage(stage, folder, progress)["push"]
     except ReviewError as error:
         raise fail(str(error)) from None
     per_task = f", {summary.reviewers} reviewers per task" if summary.reviewers > 1 else ""
@@ -156,12 +160,13 @@ def pull_cmd(
     skips in labelstudio_pull.json and retried by the next pull. Example:
     `semanticseg annotate pull --category code`
     """
-    from semanticseg.dataset.review import ReviewError, pull
+    from semanticseg.dataset.review import ReviewError, ReviewStage
+    from semanticseg.dataset.stage import run_stage
 
     folder = _category_dir(work, category)
     url, api_key = _connection(work, url, api_key)
     try:
-        summary = pull(folder, url, api_key, project=project)
+        summary = run_stage(ReviewStage(url, api_key, ("pull",), project), folder)["pull"]
     except ReviewError as error:
         raise fail(str(error)) from None
     waiting = f" ({summary.waiting_for_reviewers} waiting for more of the {summary.reviewers} reviewers)" if summary.waiting_for_reviewers else ""

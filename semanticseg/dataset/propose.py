@@ -13,21 +13,13 @@ import asyncio
 import hashlib
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from semanticseg.annotators.base import Annotator, get_annotator, parse_name
-from semanticseg.io import (
-    Interrupted,
-    StaleOutput,
-    fingerprint,
-    is_done,
-    mark_done,
-    read_records,
-    read_summary,
-    write_json,
-    write_records,
-)
+from semanticseg.dataset.stage import Stage, StageContext, StageSummary, run_stage
+from semanticseg.io import Interrupted, StaleOutput, fingerprint, read_records, write_records
 from semanticseg.redact import redact_url
 from semanticseg.schema import Candidates, Document, Proposal
 
@@ -72,6 +64,81 @@ def _summarise(proposals: list[Proposal], seconds: dict[str, float], tokens: dic
     return per
 
 
+@dataclass(slots=True)
+class ProposeStage(Stage):
+    """Every annotator proposes cuts for every document (Annotator.propose per document)."""
+
+    annotators: list[str]
+    target_tokens: int = 512
+    llm_options: dict[str, Any] = field(default_factory=dict, repr=False)  # as given: may hold credentials
+    retry_failed: bool = True  # how to treat failed proposals, not what a proposal is: not a setting
+
+    name: ClassVar[str] = "propose"
+    inputs: ClassVar[tuple[str, ...]] = ("candidates.parquet",)  # candidates are keyed by the documents they came from
+    output: ClassVar[str] = "proposals.parquet"
+
+    def __post_init__(self) -> None:
+        if self.target_tokens <= 0:
+            raise ValueError("target_tokens must be positive")
+
+    def _public(self) -> dict[str, Any]:
+        # The annotators get the endpoint as given; what is written (config, shard keys) never holds its credentials.
+        return {k: redact_url(v) if k == "base_url" else v for k, v in self.llm_options.items()}
+
+    def settings(self) -> dict[str, Any]:
+        return {"stage": self.name, "annotators": self.annotators, "target_tokens": self.target_tokens, "llm_options": self._public()}
+
+    def done(self, ctx: StageContext, fp: str) -> dict[str, Any] | None:
+        done = Stage.done(self, ctx, fp)
+        if done is not None and self.retry_failed and any(row.get("failed") for row in done.get("annotators", {}).values()):
+            return None  # complete, but some proposals failed: retry them
+        return done
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        work_dir, progress, target_tokens = ctx.work_dir, ctx.progress, self.target_tokens
+        documents: list[Document] = read_records(work_dir / "documents.parquet", Document)
+        by_id = {c.doc_id: c for c in read_records(work_dir / "candidates.parquet", Candidates)}
+        missing = [d.id for d in documents if d.id not in by_id]
+        if missing:
+            raise ValueError(f"{len(missing)} documents have no candidates (e.g. {missing[0]}): rerun `semanticseg candidates`")
+        built = build_annotators(self.annotators, work_dir, self.llm_options)
+        keyed = {k: v for k, v in self._public().items() if k in _ANSWER_OPTIONS}
+        shard_root = work_dir / "proposals.parts" / fingerprint({"target_tokens": target_tokens, **keyed}, work_dir / "candidates.parquet")
+        results, todo = _pending(built, documents, shard_root, self.retry_failed)
+        total = sum(len(v) for v in todo.values())
+        task = progress.add_task("propose", total=total, info="") if total else None
+        seconds: dict[str, float] = {}
+        tokens: dict[str, int] = {}
+
+        def record(annotator: Annotator, doc: Document, proposal: Proposal) -> None:
+            write_records(shard_root / _slug(annotator.name) / f"{_slug(doc.id)}.parquet", [proposal], Proposal)
+            results[(annotator.name, doc.id)] = proposal
+            progress.update(task, advance=1, info=f"{annotator.name} {proposal.status}")
+
+        try:
+            # CPU-bound annotators run here, outside the event loop, one document at a time: Ctrl-C interrupts
+            # them at once (inside asyncio.run it would wait for the loop's next await, after every document).
+            for annotator in (a for a in built if not a.name.startswith("llm:")):
+                start = time.perf_counter()
+                for doc in todo.get(annotator.name, []):
+                    record(annotator, doc, annotator.propose(doc, by_id[doc.id], target_tokens))
+                seconds[annotator.name] = time.perf_counter() - start
+                tokens[annotator.name] = sum(d.n_tokens for d in todo.get(annotator.name, []))
+            llms = [a for a in built if a.name.startswith("llm:")]
+            if llms:
+                asyncio.run(_run_llms(llms, todo, by_id, target_tokens, record, seconds, tokens))
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted: kept {len(results)} of {len(built) * len(documents)} proposals finished so far "
+                              f"in {shard_root}; rerun the same command to resume") from None
+        finally:
+            for annotator in built:
+                if hasattr(annotator, "close"):
+                    annotator.close()
+        proposals = [results[(a.name, d.id)] for a in built for d in documents]
+        write_records(ctx.path(self.output), proposals, Proposal)
+        return {"documents": len(documents), "annotators": _summarise(proposals, seconds, tokens)}
+
+
 def run_propose(
     work_dir: Path,
     annotators: list[str],
@@ -79,70 +146,14 @@ def run_propose(
     llm_options: dict[str, Any] | None = None,
     retry_failed: bool = True,
     progress: Any = None,
-) -> dict[str, Any]:
+) -> StageSummary:
     """Run the annotators over WORK/documents.parquet + candidates.parquet; write WORK/proposals.parquet.
 
-    Skips (summary["skipped"] = True) when proposals.parquet is complete for the same candidates and settings
+    Skips (summary["skipped"]) when proposals.parquet is complete for the same candidates and settings
     and none of its proposals failed (failed ones are retried when retry_failed).
     """
-    work_dir = Path(work_dir)
-    if target_tokens <= 0:
-        raise ValueError("target_tokens must be positive")
-    documents: list[Document] = read_records(work_dir / "documents.parquet", Document)
-    by_id = {c.doc_id: c for c in read_records(work_dir / "candidates.parquet", Candidates)}
-    missing = [d.id for d in documents if d.id not in by_id]
-    if missing:
-        raise ValueError(f"{len(missing)} documents have no candidates (e.g. {missing[0]}): rerun `semanticseg candidates`")
-    llm_options = dict(llm_options or {})
-    # The annotators get the endpoint as given; what is written (config, shard keys) never holds its credentials.
-    public = {k: redact_url(v) if k == "base_url" else v for k, v in llm_options.items()}
-    config = {"stage": "propose", "annotators": annotators, "target_tokens": target_tokens, "llm_options": public}
-    out = work_dir / "proposals.parquet"
-    fp = fingerprint(config, work_dir / "candidates.parquet")
-    if is_done(out, fp):
-        done = read_summary(out)
-        if not (retry_failed and any(row.get("failed") for row in done.get("annotators", {}).values())):
-            return done | {"skipped": True}
-    write_json(work_dir / "propose.config.json", config)
-    built = build_annotators(annotators, work_dir, llm_options)
-    keyed = {k: v for k, v in public.items() if k in _ANSWER_OPTIONS}
-    shard_root = work_dir / "proposals.parts" / fingerprint({"target_tokens": target_tokens, **keyed}, work_dir / "candidates.parquet")
-    results, todo = _pending(built, documents, shard_root, retry_failed)
-    total = sum(len(v) for v in todo.values())
-    task = progress.add_task("propose", total=total, info="") if progress is not None and total else None
-    seconds: dict[str, float] = {}
-    tokens: dict[str, int] = {}
-
-    def record(annotator: Annotator, doc: Document, proposal: Proposal) -> None:
-        write_records(shard_root / _slug(annotator.name) / f"{_slug(doc.id)}.parquet", [proposal], Proposal)
-        results[(annotator.name, doc.id)] = proposal
-        if task is not None:
-            progress.update(task, advance=1, info=f"{annotator.name} {proposal.status}")
-
-    try:
-        # CPU-bound annotators run here, outside the event loop, one document at a time: Ctrl-C interrupts
-        # them at once (inside asyncio.run it would wait for the loop's next await, after every document).
-        for annotator in (a for a in built if not a.name.startswith("llm:")):
-            start = time.perf_counter()
-            for doc in todo.get(annotator.name, []):
-                record(annotator, doc, annotator.propose(doc, by_id[doc.id], target_tokens))
-            seconds[annotator.name] = time.perf_counter() - start
-            tokens[annotator.name] = sum(d.n_tokens for d in todo.get(annotator.name, []))
-        llms = [a for a in built if a.name.startswith("llm:")]
-        if llms:
-            asyncio.run(_run_llms(llms, todo, by_id, target_tokens, record, seconds, tokens))
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: kept {len(results)} of {len(built) * len(documents)} proposals finished so far "
-                          f"in {shard_root}; rerun the same command to resume") from None
-    finally:
-        for annotator in built:
-            if hasattr(annotator, "close"):
-                annotator.close()
-    proposals = [results[(a.name, d.id)] for a in built for d in documents]
-    write_records(out, proposals, Proposal)
-    summary = {"documents": len(documents), "annotators": _summarise(proposals, seconds, tokens)}
-    mark_done(out, fp, summary)
-    return summary
+    stage = ProposeStage(list(annotators), target_tokens, dict(llm_options or {}), retry_failed)
+    return run_stage(stage, work_dir, progress)
 
 
 def _pending(built: list[Annotator], documents: list[Document], shard_root: Path,

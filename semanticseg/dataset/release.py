@@ -16,8 +16,9 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from semanticseg.dataset.stage import Stage, StageContext
 from semanticseg.dataset.validate import RELEASE_MARKER, ValidationReport, validate_splits
 from semanticseg.errors import UserError
 from semanticseg.io import write_json, write_table
@@ -198,7 +199,7 @@ def publish_target(target: str) -> tuple[str, str]:
     return "files", target
 
 
-def push(out_dir: Path, target: str, private: bool = False) -> str:
+def publish(out_dir: Path, target: str, private: bool = False) -> str:
     """Publish a release: "hub:owner/name" gets DatasetDict.push_to_hub; a local folder or fsspec URL
     ("file://...", "s3://...") gets the same files the hub repo would hold (card + data/ shards)."""
     import datasets
@@ -281,7 +282,7 @@ def release(
     write_json(staging / RELEASE_MARKER, {"summary": asdict(summary), "recipe": recipe.to_json()})
     _swap_in(staging, out_dir)
     if push_to_hub:
-        summary.pushed_to = push(out_dir, push_to_hub)
+        summary.pushed_to = publish(out_dir, push_to_hub)
         write_json(out_dir / RELEASE_MARKER, {"summary": asdict(summary), "recipe": recipe.to_json()})
     return summary, report
 
@@ -332,3 +333,28 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
         out_dir.rename(old)
     staging.rename(out_dir)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@dataclass(slots=True)
+class ReleaseStage(Stage):
+    """Built categories under the work root -> the release folder (release() does the work)."""
+
+    out_dir: Path
+    recipe: Recipe
+    categories: list[str] | None = None
+    push_to_hub: str | None = None
+    overwrite: bool = False
+
+    name: ClassVar[str] = "release"
+
+    @property
+    def config_file(self) -> None:
+        return None  # the release records its recipe and summary in its own release.json
+
+    def settings(self) -> dict[str, Any]:
+        return {"out_dir": str(self.out_dir), "categories": self.categories, "push_to_hub": self.push_to_hub,
+                "overwrite": self.overwrite, "recipe": self.recipe.to_json()}
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        summary, _ = release(ctx.work_dir, self.out_dir, self.recipe, self.categories, self.push_to_hub, self.overwrite)
+        return asdict(summary)

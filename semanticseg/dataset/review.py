@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from semanticseg.dataset.adjudicate import (
     DEFAULT_TOLERANCE,
@@ -32,15 +32,18 @@ from semanticseg.dataset.adjudicate import (
     recorded_tolerance,
     similarity,
 )
+from semanticseg.dataset.stage import Stage, StageContext
 from semanticseg.io import read_records, rewrite_records, write_json, write_records
 from semanticseg.metrics import candidate_positions
 from semanticseg.paths import package_data
+from semanticseg.progress import NO_PROGRESS
 from semanticseg.redact import redact_url
 from semanticseg.schema import Candidates, Consensus, Document, HumanCuts
 
 CONTROL = "cuts"  # the Choices that pull reads; the labeling config must keep this name
 OBJECT = "text"
 TASKS_FILE = "labelstudio_tasks.json"
+CONTEXT_CHARS = 400  # characters of context each side of a disputed candidate
 CONSENSUS_MODEL = "consensus"
 
 
@@ -54,7 +57,7 @@ class PushConfig:
 
     url: str
     project: str
-    context_chars: int = 400
+    context_chars: int = CONTEXT_CHARS
     batch_size: int = 50
     reviewers: int | None = None  # reviewers per task; None: a new project gets 1, an existing one keeps its own
 
@@ -342,8 +345,8 @@ def _read_human(work_dir: Path) -> list[HumanCuts]:
     return read_records(path, HumanCuts) if path.exists() else []
 
 
-def push(work_dir: Path, url: str, api_key: str, project: str | None = None, context_chars: int = 400,
-         reset_config: bool = False, reviewers: int | None = None, progress=None) -> ReviewSummary:
+def push(work_dir: Path, url: str, api_key: str, project: str | None = None, context_chars: int = CONTEXT_CHARS,
+         reset_config: bool = False, reviewers: int | None = None, progress: Any = NO_PROGRESS) -> ReviewSummary:
     """Create or reuse the category's project and import each disputed, not yet reviewed document once.
 
     reviewers: how many people review each task (None: 1 for a new project, else the project's setting).
@@ -369,14 +372,13 @@ def push(work_dir: Path, url: str, api_key: str, project: str | None = None, con
                 summary.skipped.append({"doc_id": c.doc_id, "reason": "not in documents.parquet or candidates.parquet"})
             else:
                 todo.append(c)
-        task_bar = progress.add_task("push", total=len(todo), info="") if progress else None
+        task_bar = progress.add_task("push", total=len(todo), info="")
         for i in range(0, len(todo), config.batch_size):
             batch = todo[i : i + config.batch_size]
             tasks = [build_task(docs[c.doc_id], cands[c.doc_id], c, context_chars) for c in batch]
             client.projects.import_tasks(id=found.id, request=tasks)
             summary.pushed += len(batch)
-            if progress:
-                progress.update(task_bar, advance=len(batch))
+            progress.update(task_bar, advance=len(batch))
         _write_task_map(work_dir, config.url, found, _server_tasks(client, found.id))
     write_json(work_dir / "labelstudio_push.json", {"config": asdict(config), "summary": asdict(summary)})
     return summary
@@ -505,3 +507,42 @@ def _merge_into_consensus(work_dir: Path, consensus: list[Consensus], human: lis
     merged = apply_human(consensus, human)
     rewrite_records(work_dir / "consensus.parquet", merged, Consensus)  # adjudicate's marker stays valid
     write_records(work_dir / "disputed.parquet", awaiting_review(merged), Consensus)
+
+
+@dataclass(slots=True)
+class ReviewStage(Stage):
+    """The review step: push the disputed documents to Label Studio, then pull the decisions made (or one of them).
+
+    Nothing to do (skipped) without a server: the annotators' consensus stands. Always runs with one, since the
+    server's state is not an input the fingerprint can see.
+    """
+
+    url: str
+    api_key: str = field(default="", repr=False)  # a credential: never in settings()
+    steps: tuple[str, ...] = ("push", "pull")
+    project: str | None = None
+    context_chars: int = CONTEXT_CHARS
+    reset_config: bool = False
+    reviewers: int | None = None
+
+    name: ClassVar[str] = "review"
+
+    @property
+    def config_file(self) -> None:
+        return None  # push and pull record their settings with their summaries (labelstudio_push.json, labelstudio_pull.json)
+
+    def settings(self) -> dict[str, Any]:
+        return {"url": redact_url(self.url), "steps": list(self.steps), "project": self.project,
+                "context_chars": self.context_chars, "reviewers": self.reviewers}
+
+    def done(self, ctx: StageContext, fp: str) -> dict[str, Any] | None:
+        return {} if not self.url else None
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        details: dict[str, Any] = {}
+        if "push" in self.steps:
+            details["push"] = push(ctx.work_dir, self.url, self.api_key, self.project, self.context_chars, self.reset_config,
+                                   self.reviewers, ctx.progress)
+        if "pull" in self.steps:
+            details["pull"] = pull(ctx.work_dir, self.url, self.api_key, self.project)
+        return details
