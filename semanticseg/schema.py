@@ -9,11 +9,14 @@ always starts at offset 0, so it is never stored as a cut.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import pyarrow as pa
+
+from semanticseg.tokens import DEFAULT_ENCODING
 
 LENGTH_BUCKETS: tuple[tuple[str, int, int], ...] = (
     ("2-4k", 2_000, 4_000),
@@ -40,7 +43,7 @@ _CUTS = pa.list_(pa.int64())
 class Document:
     """One collected text: the unit every later stage works on."""
 
-    id: str  # stable content hash (see collect.document_id)
+    id: str  # stable content hash (document_id)
     category: str
     source: str  # where it came from: a package path or a hub data set id + row
     licence: str
@@ -61,6 +64,18 @@ class Document:
             ("meta", pa.string()),  # JSON object
         ]
     )
+
+    @classmethod
+    def from_text(cls, text: str, category: str = "unknown", encoding: str = DEFAULT_ENCODING) -> Document:
+        """A document of text that did not come through collect (a file to segment, a method's input)."""
+        from semanticseg.tokens import count_tokens
+
+        return cls(document_id(category, text), category, "", "", text, len(text), count_tokens(text, encoding))
+
+
+def document_id(category: str, text: str) -> str:
+    """Stable content-hash id: sha256 of the category and the normalised text, first 16 hex digits."""
+    return hashlib.sha256(f"{category}\n{text}".encode()).hexdigest()[:16]
 
 
 @dataclass(slots=True)

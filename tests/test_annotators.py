@@ -8,10 +8,11 @@ import pytest
 
 from semanticseg.annotators import get_annotator
 from semanticseg.annotators.base import parse_name, select_cuts
-from semanticseg.annotators.similarity import depth_scores, model_dir
+from semanticseg.annotators.similarity import model_dir
 from semanticseg.dataset.propose import run_propose
 from semanticseg.io import read_records
 from semanticseg.schema import Candidates, Document, Proposal
+from semanticseg.tiling import depth_scores
 from tests.fixtures_llm import make_work, real_paragraphs
 
 GPL = Path("/usr/share/common-licenses/GPL-3").read_text()

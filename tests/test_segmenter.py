@@ -66,8 +66,8 @@ def test_decode_least_violation_when_constraints_cannot_hold():
 def test_vectorised_depth_scores_equal_texttiling_depths():
     import torch
 
-    from semanticseg.annotators.similarity import depth_scores as reference
     from semanticseg.segmenter.model import depth_scores
+    from semanticseg.tiling import depth_scores as reference
 
     rng = random.Random(2)
     for _ in range(100):
@@ -81,7 +81,8 @@ def test_vectorised_depth_scores_equal_texttiling_depths():
 def test_voter_features_replay_the_structure_annotator_and_similarity_windows():
     from semanticseg.annotators.structure import StructureAnnotator
     from semanticseg.candidates import find_candidates
-    from semanticseg.segmenter.voters import voter_features, window_similarities
+    from semanticseg.segmenter.voters import voter_features
+    from semanticseg.tiling import block_similarities
     from semanticseg.tokens import count_tokens
 
     doc = _docs()[0]
@@ -109,7 +110,7 @@ def test_voter_features_replay_the_structure_annotator_and_similarity_windows():
         return mean / np.linalg.norm(mean)
 
     expected = [block(range(i, -1, -1)) @ block(range(i + 1, len(weights))) for i in range(len(cands.offsets))]
-    assert window_similarities(embeddings, cands.token_offsets, n_tokens) == pytest.approx(expected)
+    assert block_similarities(embeddings, cands.token_offsets, n_tokens) == pytest.approx(expected)
     assert set(features[:, 3].tolist()) <= {0.0, 1.0} and features[:, 3].sum() >= 1
     assert voter_features(np.zeros((1, 8)), [], [], 100).shape == (0, 4)
 

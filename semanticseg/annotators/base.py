@@ -12,6 +12,7 @@ import importlib
 from abc import ABC, abstractmethod
 from typing import Any
 
+from semanticseg.method import Method
 from semanticseg.schema import Candidates, Document, Proposal
 
 # name -> "module:Class", imported on first use so that cheap annotators never load torch or openai.
@@ -22,10 +23,22 @@ REGISTRY: dict[str, str] = {
 }
 
 
-class Annotator(ABC):
-    """Proposes cuts for a document; `name` goes into Proposal.annotator."""
+class Annotator(Method, ABC):
+    """Proposes cuts for a document; `name` goes into Proposal.annotator. As a Method (prepare / cut), an annotator
+    cuts any text over its candidates, wherever the baselines and the segmenter are used."""
 
     name: str
+
+    def prepare(self, text: str, category: str) -> tuple[Document, Candidates]:
+        """The text as a document, with the candidates propose chooses among."""
+        from semanticseg.candidates import find_candidates
+
+        doc = Document.from_text(text, category)
+        return doc, find_candidates(doc.id, text, category)
+
+    def cut(self, prepared: tuple[Document, Candidates], target_tokens: int) -> list[int]:
+        doc, candidates = prepared
+        return self.propose(doc, candidates, target_tokens).cuts
 
     @abstractmethod
     def propose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Proposal:

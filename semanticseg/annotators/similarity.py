@@ -15,6 +15,7 @@ from typing import Any
 
 from semanticseg.annotators.base import Annotator, ok_proposal, select_cuts
 from semanticseg.schema import Candidates, Document, Proposal
+from semanticseg.tiling import block_similarities, relative_depths
 
 
 def model_dir() -> Path:
@@ -35,20 +36,6 @@ def load_encoder() -> Any:
     return SentenceTransformer(str(model_dir()), device="cpu")
 
 
-def depth_scores(similarities: list[float]) -> list[float]:
-    """TextTiling depth: for each point, (left peak - value) + (right peak - value), climbing while rising."""
-    depths = []
-    for i, value in enumerate(similarities):
-        left = i
-        while left > 0 and similarities[left - 1] >= similarities[left]:
-            left -= 1
-        right = i
-        while right < len(similarities) - 1 and similarities[right + 1] >= similarities[right]:
-            right += 1
-        depths.append(similarities[left] - value + similarities[right] - value)
-    return depths
-
-
 class SimilarityAnnotator(Annotator):
     """Cuts at the deepest similarity valleys between embedded windows around candidates."""
 
@@ -67,23 +54,10 @@ class SimilarityAnnotator(Annotator):
 
         # TextTiling blocks: embed each unit (the text between consecutive candidates) once; the block
         # on each side of a candidate is the token-weighted mean of the units within window_tokens.
-        bounds, tokens = [0, *candidates.offsets, len(doc.text)], [0, *candidates.token_offsets, doc.n_tokens]
+        bounds = [0, *candidates.offsets, len(doc.text)]
         units = [doc.text[a:b] for a, b in zip(bounds, bounds[1:])]
-        weights = np.maximum(np.diff(tokens), 1).astype(float)
         vectors = load_encoder().encode(units, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
-
-        def block(indices: range) -> np.ndarray:
-            chosen, total = [], 0.0
-            for j in indices:
-                chosen.append(j)
-                total += weights[j]
-                if total >= self.window_tokens:
-                    break
-            mean = (vectors[chosen] * weights[chosen, None]).sum(axis=0)
-            return mean / (np.linalg.norm(mean) or 1.0)
-
-        similarities = [float(block(range(i, -1, -1)) @ block(range(i + 1, len(units)))) for i in range(len(candidates.offsets))]
-        depths = depth_scores(similarities)
-        top = max(depths) or 1.0
-        indices = select_cuts(candidates.token_offsets, [d / top for d in depths], doc.n_tokens, target_tokens)
+        similarities = block_similarities(vectors, candidates.token_offsets, doc.n_tokens, self.window_tokens)
+        depths = relative_depths(similarities)
+        indices = select_cuts(candidates.token_offsets, depths.tolist(), doc.n_tokens, target_tokens)
         return ok_proposal(self.name, doc, candidates, indices, mean_similarity=float(np.mean(similarities)))

@@ -131,7 +131,7 @@ def render_card(splits: dict[str, list[Instance]], recipe: Recipe) -> str:
     )
 
 
-def write_card(out_dir: Path, splits: dict[str, list[Instance]], recipe: Recipe) -> list[Path]:
+def write_dataset_card(out_dir: Path, splits: dict[str, list[Instance]], recipe: Recipe) -> list[Path]:
     """Write README.md (the card) and its plots into a release folder; return the paths written."""
     by_cat: dict[str, list[Instance]] = {}
     for rows in splits.values():

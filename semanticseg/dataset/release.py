@@ -245,7 +245,7 @@ def release(
     Raises OutFolderTaken when out_dir holds other files, or a previous release and overwrite is False;
     ReleaseInvalid (after writing nothing) when the validator finds a problem.
     """
-    from semanticseg.dataset.card import write_card
+    from semanticseg.dataset.card import write_dataset_card
 
     if push_to_hub:
         publish_target(push_to_hub)  # a target that cannot work is an error before the release is built
@@ -267,7 +267,7 @@ def release(
     staging.mkdir(parents=True)
     shards = write_shards(staging, splits, recipe.shard_rows)
     save_dataset_dict(staging, shards)
-    card_files = write_card(staging, splits, recipe)
+    card_files = write_dataset_card(staging, splits, recipe)
     per_cat: dict[str, dict[str, int]] = {}
     for split, rows in splits.items():
         for inst in rows:

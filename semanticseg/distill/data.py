@@ -22,6 +22,7 @@ from semanticseg.blockattn.positions import layout
 from semanticseg.errors import UserError
 from semanticseg.io import read_records
 from semanticseg.schema import Document, Instance
+from semanticseg.sources import field_text
 
 
 @dataclass(slots=True)
@@ -41,16 +42,6 @@ def is_hub_id(data: str) -> bool:
     return not Path(data).exists() and HUB_ID.match(data) is not None
 
 
-def _field_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return str(value.get("content", value.get("text", "")))
-    if isinstance(value, list):  # e.g. chat messages [{"role": ..., "content": ...}, ...]
-        return "\n\n".join(_field_text(item) for item in value)
-    return "" if value is None else str(value)
-
-
 def hub_texts(name: str, text_fields: str = "text", split: str = "train") -> list[tuple[str, str, None]]:
     """(id, text, None) rows of a data set that `datasets.load_dataset` reads: a hub id, optionally with
     `:config` (e.g. nvidia/ChatQA2-Long-SFT-data:long_sft), or a local folder of data files. text_fields is a
@@ -64,7 +55,7 @@ def hub_texts(name: str, text_fields: str = "text", split: str = "train") -> lis
         missing = [f for f in fields if f not in row]
         if missing:
             raise UserError(f"{name}: no field {missing[0]!r} (fields: {', '.join(row)}); choose them with --text-field")
-        text = "\n\n".join(t for t in (_field_text(row[f]) for f in fields) if t)
+        text = "\n\n".join(t for t in (field_text(row[f], roles=False, separator="\n\n") for f in fields) if t)
         if text:
             rows.append((str(row.get("id", f"{path}:{index}")), text, None))
     return rows

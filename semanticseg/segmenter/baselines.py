@@ -25,23 +25,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from semanticseg.annotators.structure import StructureAnnotator
+from semanticseg.method import Method
 from semanticseg.segmenter.decode import decode
-from semanticseg.segmenter.units import Units, doc_units, embed_units, load_encoder
-from semanticseg.tokens import DEFAULT_ENCODING, get_encoding, token_starts
-
-
-class Method:
-    """A segmentation method: prepare once per text, then cut at any granularity."""
-
-    name: str
-
-    def prepare(self, text: str, category: str) -> Any:
-        """Granularity-free work for text (default: its token starts)."""
-        return text, token_starts(text)
-
-    def cut(self, prepared: Any, target_tokens: int) -> list[int]:
-        """Char-offset cuts, sorted, unique, inside (0, len(text))."""
-        raise NotImplementedError
+from semanticseg.segmenter.units import doc_units, embed_units, load_encoder
+from semanticseg.tiling import relative_depths
+from semanticseg.tokens import DEFAULT_ENCODING, get_encoding
 
 
 def _clean(cuts: list[int], n_chars: int) -> list[int]:
@@ -109,14 +98,6 @@ class TextTiling(Method):
         return _clean(cuts, len(text))
 
 
-def depth_scores(similarities: np.ndarray) -> np.ndarray:
-    """TextTiling depth of each point of a similarity curve, scaled to [0, 1]."""
-    from semanticseg.annotators.similarity import depth_scores as depths
-
-    values = np.array(depths(similarities.tolist())) if len(similarities) else np.zeros(0)
-    return values / values.max() if len(values) and values.max() > 0 else values
-
-
 class EmbeddingSimilarity(Method):
     """Cut at dips of MiniLM similarity between the `context` units before and after each candidate."""
 
@@ -135,29 +116,11 @@ class EmbeddingSimilarity(Method):
             left = vectors[max(0, i - self.context) : i].mean(0)
             right = vectors[i : i + self.context].mean(0)
             sims.append(float(left @ right / (np.linalg.norm(left) * np.linalg.norm(right) + 1e-9)))
-        return units, depth_scores(np.array(sims))
+        return units, relative_depths(sims)
 
     def cut(self, prepared: Any, target_tokens: int) -> list[int]:
         units, scores = prepared
         return [units.offsets[i] for i in decode(units.token_offsets, units.n_tokens, (4 * scores).tolist(), target_tokens)]
-
-
-class Structure(Method):
-    """The structure annotator (semanticseg.annotators.structure) on the same candidates."""
-
-    name = "structure"
-
-    def prepare(self, text: str, category: str) -> Any:
-        return doc_units(text, category)
-
-    def cut(self, prepared: Units, target_tokens: int) -> list[int]:
-        from semanticseg.annotators.structure import StructureAnnotator
-        from semanticseg.schema import Candidates, Document
-
-        units = prepared
-        doc = Document("", "", "", "", units.text, len(units.text), units.n_tokens)
-        cands = Candidates("", units.offsets, units.token_offsets, units.kinds)
-        return StructureAnnotator().propose(doc, cands, target_tokens).cuts
 
 
 class TrainedSegmenter(Method):
@@ -185,7 +148,7 @@ BASELINES: dict[str, Callable[[], Method]] = {
     "recursive": RecursiveSplit,
     "texttiling": TextTiling,
     "embedding": EmbeddingSimilarity,
-    "structure": Structure,
+    "structure": StructureAnnotator,  # an annotator is a method too (semanticseg.method)
 }
 
 

@@ -113,7 +113,7 @@ def window_similarities(embeddings: torch.Tensor) -> torch.Tensor:
 def depth_scores(curves: torch.Tensor) -> torch.Tensor:
     """TextTiling depth of every point of each column of curves (points, columns), vectorised:
     (left peak - value) + (right peak - value), where a peak is reached by climbing while the curve rises.
-    Equal to semanticseg.annotators.similarity.depth_scores column by column (tested)."""
+    Equal to semanticseg.tiling.depth_scores column by column (tested)."""
 
     def left_peaks(c: torch.Tensor) -> torch.Tensor:
         # Climbing left from i stops at the nearest j <= i with c[j - 1] < c[j]: the start of i's run.

@@ -25,3 +25,19 @@ class Skipped:
 
     source: str
     reason: str
+
+
+def field_text(value: Any, roles: bool = True, separator: str = "\n") -> str:
+    """Text of one data-set field: strings as they are; chat messages (dicts with a role and a content) as
+    `role: content` lines (roles=False: their contents only); lists joined by separator; others as str."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        role = (value.get("role") or value.get("from") or value.get("speaker") or "") if roles else ""
+        content = field_text(value.get("content") or value.get("value") or value.get("text") or "", roles, separator)
+        return f"{role}: {content}" if role else content
+    if isinstance(value, list | tuple):
+        return separator.join(field_text(v, roles, separator) for v in value)
+    return str(value)

@@ -10,22 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from semanticseg.recipes import OnlineSource
-from semanticseg.sources import RawText
-
-
-def field_text(value: Any) -> str:
-    """Text of one field: strings as they are; chat-style lists as `role: content` lines; others joined."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        role = value.get("role") or value.get("from") or value.get("speaker") or ""
-        content = value.get("content") or value.get("value") or value.get("text") or ""
-        return f"{role}: {field_text(content)}" if role else field_text(content)
-    if isinstance(value, list | tuple):
-        return "\n".join(field_text(v) for v in value)
-    return str(value)
+from semanticseg.sources import RawText, field_text
 
 
 def stream_online(spec: OnlineSource) -> Iterator[RawText]:
