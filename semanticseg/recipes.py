@@ -13,6 +13,7 @@ out of range is an error naming the file and the key, never a silent default.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -39,6 +40,22 @@ def default_recipe_path() -> Path:
 
 
 # --- category recipes ---------------------------------------------------------------------------------------
+
+# Where a category's texts may be cut: a regex whose matches are the starts of new sections. A category recipe's
+# `boundary` names one of these, or gives a regex of its own as "re:<pattern>".
+BOUNDARIES: dict[str, str] = {
+    "paragraph": r"(?<=\n\n)(?=\S)",
+    "markdown": r"(?m)^(?=#{1,3} )",
+    "rst": r"(?m)^(?=[^\n]+\n[=\-~^*#]{3,}\n)",
+    "latex": r"(?m)^(?=\\(?:chapter|section|subsection)\*?\{)",
+    "code": r"(?m)^(?=(?:def |class |async def |@|if __name__))",
+    "info": r"(?m)^(?=File: [^\n]*Node: )",
+    "play": r"(?m)^(?=\s*(?:ACT|Act|SCENE|Scene|Actus|Scena)\b)",
+    "wiki": r"(?m)^(?==+ ?[^=\n]+ ?=+\s*$)",
+    "dictionary": r"(?<=\n\n)(?=[^\s])",
+    "session": r"(?m)^(?=## )",
+    "faq": r"(?m)^(?=[^\n]+\n[=\-~^*#]{3,}\n|\d+(?:\.\d+)+\. \S)",
+}
 
 
 @with_config(_STRICT)
@@ -76,10 +93,15 @@ class CategoryRecipe:
 
     name: str
     definition: str
-    boundary: str  # the natural boundary long texts are cut at: see dataset.collect.BOUNDARIES
+    boundary: str  # the natural boundary long texts are cut at: a name in BOUNDARIES, or "re:<pattern>"
     online: OnlineSource
     offline: OfflineSource
     path: str = ""
+
+
+def boundary_pattern(boundary: str) -> str:
+    """The regex of a recipe's boundary: a name in BOUNDARIES, or the pattern after "re:"."""
+    return boundary[3:] if boundary.startswith("re:") else BOUNDARIES[boundary]
 
 
 def _parse(path: Path) -> CategoryRecipe:
@@ -90,6 +112,10 @@ def _parse(path: Path) -> CategoryRecipe:
     recipe = validated(CategoryRecipe, {**raw, "path": str(path)}, str(path))
     if recipe.name != path.stem:
         raise UserError(f"{path}: name: {recipe.name!r} differs from the file name")
+    try:
+        re.compile(boundary_pattern(recipe.boundary))
+    except (KeyError, re.error) as err:
+        raise UserError(f"{path}: boundary: {recipe.boundary!r} is neither one of {', '.join(BOUNDARIES)} nor re:<a regex> ({err})") from None
     return recipe
 
 

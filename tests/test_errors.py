@@ -108,6 +108,24 @@ def test_a_category_recipe_with_a_wrong_type_or_unknown_key_is_refused(tmp_path)
     assert "code.toml: online.license: unknown key" in str(refused.value)
 
 
+def test_a_category_brings_its_own_boundary_regex_and_a_misspelt_name_is_refused(tmp_path):
+    """A new category's natural boundary needs no code: `boundary = "re:<pattern>"` in its TOML; a name that is
+    neither a known boundary nor re:... is an error, never a silent literal pattern."""
+    from semanticseg.dataset.collect import sections
+    from semanticseg.recipes import _parse, categories_dir
+
+    path = tmp_path / "code.toml"
+    text = (categories_dir() / "code.toml").read_text()
+    path.write_text(text.replace('boundary = "code"', 'boundary = "re:(?m)^(?=Chapter )"'))
+    recipe = _parse(path)
+    book = "Chapter one\n" + "word " * 50 + "\nChapter two\n" + "word " * 50
+    pieces = [piece for piece, _, _ in sections(book, recipe.boundary, 200, lambda s: len(s.split()))]
+    assert len(pieces) == 2 and pieces[1].startswith("Chapter two")
+    path.write_text(text.replace('boundary = "code"', 'boundary = "paragrph"'))
+    with pytest.raises(UserError, match="boundary: 'paragrph' is neither"):
+        _parse(path)
+
+
 # ---- output folders ----
 
 

@@ -10,7 +10,6 @@ writes OUT/documents.parquet atomically with a completion marker. A rerun with t
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 import unicodedata
@@ -24,8 +23,8 @@ from typing import Any, ClassVar
 
 from semanticseg.dataset.stage import Stage, StageContext, StageSummary, run_stage
 from semanticseg.io import write_records
-from semanticseg.recipes import CategoryRecipe, load_categories, load_category
-from semanticseg.schema import LENGTH_BUCKETS, Document, length_bucket
+from semanticseg.recipes import CategoryRecipe, boundary_pattern, load_categories, load_category
+from semanticseg.schema import LENGTH_BUCKETS, Document, document_id, length_bucket
 from semanticseg.sources import RawText, Skipped
 from semanticseg.tokens import DEFAULT_ENCODING, get_encoding
 
@@ -33,20 +32,6 @@ CATEGORIES: tuple[str, ...] = tuple(load_categories())
 OUTPUT = "documents.parquet"
 _VERSION = 1  # bump when cutting or dedup changes, so old outputs are not taken as complete
 
-# Where a category's texts may be cut: a regex whose matches are the starts of new sections.
-BOUNDARIES: dict[str, str] = {
-    "paragraph": r"(?<=\n\n)(?=\S)",
-    "markdown": r"(?m)^(?=#{1,3} )",
-    "rst": r"(?m)^(?=[^\n]+\n[=\-~^*#]{3,}\n)",
-    "latex": r"(?m)^(?=\\(?:chapter|section|subsection)\*?\{)",
-    "code": r"(?m)^(?=(?:def |class |async def |@|if __name__))",
-    "info": r"(?m)^(?=File: [^\n]*Node: )",
-    "play": r"(?m)^(?=\s*(?:ACT|Act|SCENE|Scene|Actus|Scena)\b)",
-    "wiki": r"(?m)^(?==+ ?[^=\n]+ ?=+\s*$)",
-    "dictionary": r"(?<=\n\n)(?=[^\s])",
-    "session": r"(?m)^(?=## )",
-    "faq": r"(?m)^(?=[^\n]+\n[=\-~^*#]{3,}\n|\d+(?:\.\d+)+\. \S)",
-}
 _FALLBACKS = (r"(?<=\n\n)(?=[^\n])", r"(?<=\n)(?=[^\n])")  # paragraph, then line (indented ones too)
 
 
@@ -76,11 +61,6 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
 
 
-def document_id(category: str, text: str) -> str:
-    """Stable content-hash id: sha256 of the category and the normalised text, first 16 hex digits."""
-    return hashlib.sha256(f"{category}\n{text}".encode()).hexdigest()[:16]
-
-
 def _split_at(text: str, pattern: str) -> list[str]:
     starts = sorted({m.start() for m in re.finditer(pattern, text)} - {0})
     bounds = [0, *starts, len(text)]
@@ -95,7 +75,7 @@ def sections(text: str, boundary: str, max_tokens: int, count: TokenCounter) -> 
     line) stays as it is and is dropped by the caller.
     """
     out: list[tuple[str, int, int]] = []
-    todo = deque((piece, 0) for piece in _split_at(text, BOUNDARIES[boundary]))
+    todo = deque((piece, 0) for piece in _split_at(text, boundary_pattern(boundary)))
     while todo:
         piece, level = todo.popleft()
         n = count(piece)
