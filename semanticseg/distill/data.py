@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,13 +278,16 @@ class Batch:
 
 
 def collate(
-    items: Iterable[BlockedText], sink_id: int, pad_id: int, length: int, block_sinks: bool, block_dropout: float, rng: random.Random
+    items: Iterable[BlockedText], sink_id: int, pad_id: int, length: int, block_sinks: bool, block_dropout: float,
+    rng: random.Random | Sequence[random.Random],
 ) -> Batch:
     """Lay out windows for student and teacher; each context block is closed with probability block_dropout.
 
-    block_dropout=1.0 is plain block attention (every context block isolated, the final block open).
+    block_dropout=1.0 is plain block attention (every context block isolated, the final block open). rng: one
+    generator for every window, or one per window (so a window's dropout does not depend on its batch-mates).
     """
     items = list(items)
+    rngs = list(rng) if isinstance(rng, Sequence) else [rng] * len(items)
     n_blocks = max(len(item.blocks) for item in items) + 2  # + final + padding block
     s_ids = torch.full((len(items), length), pad_id)
     t_ids = torch.full((len(items), length), pad_id)
@@ -300,7 +303,7 @@ def collate(
         t_ids[row, : len(teacher.input_ids)] = torch.tensor(teacher.input_ids)
         s_blocks[row, : len(student.block_ids)] = torch.tensor(student.block_ids)
         for block in range(len(item.blocks)):
-            s_open[row, block] = block == 0 or rng.random() >= block_dropout
+            s_open[row, block] = block == 0 or rngs[row].random() >= block_dropout
         s_open[row, student.final_block] = True
         s_text = [i for i, sink in enumerate(student.is_sink) if not sink]
         t_text = [i for i, sink in enumerate(teacher.is_sink) if not sink]

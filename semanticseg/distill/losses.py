@@ -56,6 +56,7 @@ def chunked_divergence(
     chunk: int = 1024,
     targets: torch.Tensor | None = None,
     hard_weight: float = 0.0,
+    denominator: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted mean per-token distillation loss between teacher and student next-token distributions.
 
@@ -63,6 +64,7 @@ def chunked_divergence(
     weights: [T]. kind: "kl" (forward KL, teacher -> student) or "jsd", scaled by temperature**2 as usual.
     With targets [T] and hard_weight h > 0 each token's loss is (1 - h) * divergence + h * cross-entropy on the
     true next token (Hinton's soft + hard targets; Liger's chunked distillation losses weigh them 0.5 / 0.5).
+    denominator replaces weights.sum() (data parallelism: the weights of the whole global batch).
     """
     if kind not in ("kl", "jsd"):
         raise ValueError(f"unknown divergence {kind!r}: use kl or jsd")
@@ -75,7 +77,7 @@ def chunked_divergence(
         per_token = checkpoint(_divergence, h_student[part], h_teacher[part], head_student, head_teacher, kind, temperature,
                                part_targets, hard_weight, use_reentrant=False)
         total = total + (per_token * weights[part]).sum()
-    return total / weights.sum().clamp_min(1e-8)
+    return total / (weights.sum() if denominator is None else denominator).clamp_min(1e-8)
 
 
 def _target_logprobs(h: torch.Tensor, head: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

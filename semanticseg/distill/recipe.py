@@ -6,9 +6,11 @@ teacher's next-token distributions (forward KL, chunked over hidden states) and,
 tokens too, weighted towards tokens whose teacher prediction changes most when cross-block attention is removed. mode="lm" is the block fine-tuning
 baseline of Ma et al. instead: the student's language-modelling loss on the final block, no teacher.
 
-Single process by default; under `torchrun` (WORLD_SIZE set) the student is wrapped in DDP and each rank
-draws its own batches. bf16 autocast on CUDA with fp32 master weights; FlexAttention on CUDA (our `block_flex`
-attention function, blockattn/flex.py), dense-mask SDPA on CPU.
+Single process by default; under `torchrun` both models are sharded with FSDP2 (distill/parallel.py), every rank
+draws the same global batch and trains on its share of it, and losses are normalised over the global batch, so
+N processes with batch B each take the same steps as one process with batch N x B. bf16 autocast on CUDA with
+fp32 master weights; FlexAttention on CUDA (our `block_flex` attention function, blockattn/flex.py), dense-mask
+SDPA on CPU. Rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ import torch
 
 from semanticseg.blockattn.masks import attention_mask, default_implementation
 from semanticseg.checkpoint import load_checkpoint
+from semanticseg.distill import parallel
 from semanticseg.distill.data import Batch, BlockedText, build_windows, collate, padded_length
 from semanticseg.distill.losses import BETA, chunked_divergence, chunked_target_logprobs, token_weights
 from semanticseg.errors import UserError
@@ -72,14 +76,15 @@ class DistillConfig:
 
 
 class HiddenAndHead(torch.nn.Module):
-    """The student as DDP sees it: last hidden states plus the LM-head weight (logits are taken in chunks)."""
+    """The student as FSDP sees it: its forward runs the decoder and `loss(hidden [B*N, H], head weight)`, so the
+    LM head (applied in chunks by the loss) is used inside the forward, while FSDP has its weights gathered."""
 
     def __init__(self, lm: Any):
         super().__init__()
         self.lm = lm
 
-    def forward(self, input_ids: torch.Tensor, mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        return last_hidden(self.lm, input_ids, mask), self.lm.lm_head.weight
+    def forward(self, input_ids: torch.Tensor, mask: Any, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        return loss(last_hidden(self.lm, input_ids, mask).flatten(0, 1), self.lm.lm_head.weight)
 
 
 @dataclass
@@ -91,12 +96,15 @@ class State:
     implementation: str
     rank: int
     world: int
-    tokenizer: Any
+    tokenizer: Any  # None when the windows come as token ids (bench)
+    sink_id: int
+    pad_id: int
     windows: list[BlockedText]
     length: int
     student: Any  # the trainable LM (a peft model under LoRA)
-    wrapped: torch.nn.Module  # HiddenAndHead, DDP-wrapped when distributed
+    wrapped: torch.nn.Module  # HiddenAndHead, FSDP-sharded under torchrun
     teacher: Any
+    teacher_head: torch.Tensor | None  # the teacher's LM-head weight, whole on every rank
     optimizer: torch.optim.Optimizer
     scheduler: Any
     rng: random.Random
@@ -105,18 +113,10 @@ class State:
 
 def setup(cfg: DistillConfig) -> State:
     """Process group, tokenizer, windows, teacher, student, optimizer, schedule; resume from a checkpoint."""
-    from transformers import get_cosine_schedule_with_warmup
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    if world > 1:
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
+    rank, world, device = parallel.init_distributed(device)
     checkpoint = Path(cfg.out) / "checkpoint.pt"
-    saved = load_checkpoint(checkpoint, map_location=device) if checkpoint.exists() else None  # before the models: a bad file fails fast
+    saved = load_checkpoint(checkpoint, map_location="cpu") if checkpoint.exists() else None  # before the models: a bad file fails fast
     torch.manual_seed(cfg.seed)
     implementation = default_implementation(device)
     tokenizer = load_tokenizer(cfg.teacher)
@@ -127,34 +127,62 @@ def setup(cfg: DistillConfig) -> State:
     if not windows:
         raise UserError(f"{cfg.data}: no document gives a window of >= 2 context blocks and a final block")
     student = load_causal_lm(cfg.teacher, str(device), "fp32", implementation)
-    if cfg.gradient_checkpointing:
-        student.gradient_checkpointing_enable()
-    if cfg.lora:
-        from peft import LoraConfig, get_peft_model
-
-        student = get_peft_model(student, LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     teacher = None
     if cfg.mode in ("distill", "full"):
         teacher = load_causal_lm(cfg.teacher, str(device), "auto", implementation).eval().requires_grad_(False)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    state = assemble(cfg, student, teacher, windows, sink_token_id(tokenizer), pad, device, implementation, rank, world, tokenizer)
+    if saved is not None:
+        if not isinstance(saved.get("rng"), tuple):
+            raise UserError(f"{checkpoint}: written by an older semanticseg (one sampler per rank); delete it to start the run over")
+        parallel.load_full_state(state.student, state.optimizer, saved["trainable"], saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+        state.rng.setstate(saved["rng"])
+        state.step = saved["step"]
+    return state
+
+
+def assemble(cfg: DistillConfig, student: Any, teacher: Any, windows: list[BlockedText], sink_id: int, pad_id: int, device: torch.device,
+             implementation: str, rank: int = 0, world: int = 1, tokenizer: Any = None) -> State:
+    """Loaded models + windows -> a State ready to train: LoRA, activation checkpointing, FSDP2 sharding under
+    torchrun, compiled decoders on CUDA, optimizer and schedule. bench/bench_distill_scale.py calls it with
+    randomly initialised models and synthetic windows."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    if len(windows) < world:
+        raise UserError(f"{len(windows)} training windows for {world} processes: every process needs at least one")
+    if cfg.gradient_checkpointing:
+        student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # FSDP2 composes with the non-reentrant form
+    if cfg.lora:
+        from peft import get_peft_model
+
+        student = get_peft_model(student, _lora_config(cfg))
     lm = student.base_model.model if cfg.lora else student
+    wrapped = HiddenAndHead(lm)
+    teacher_head = None if teacher is None else teacher.lm_head.weight.detach()
+    if parallel.is_sharded():
+        parallel.shard_student(wrapped, lm.model.layers, device)
+        if teacher is not None:
+            teacher_head = parallel.shard_teacher(teacher)
     if cfg.compile and device.type == "cuda":
         for model in (lm, teacher):
-            if model is not None:
+            if model is None:
+                continue
+            if parallel.is_sharded():
+                parallel.compile_layers(model)  # per layer: FSDP's hooks run between layers, outside the graphs
+            else:
                 model.model.compile()  # in place: parameter names, checkpoints and save_pretrained are unchanged
-    wrapped: torch.nn.Module = HiddenAndHead(lm)
-    if world > 1:
-        wrapped = torch.nn.parallel.DistributedDataParallel(wrapped, device_ids=[device.index] if device.type == "cuda" else None)
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
-    state = State(cfg, device, implementation, rank, world, tokenizer, windows, padded_length(windows), student, wrapped, teacher, optimizer, scheduler, random.Random(cfg.seed + rank))
-    if saved is not None:
-        student.load_state_dict(saved["trainable"], strict=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state.rng.setstate(saved["rng"][rank] if rank < len(saved["rng"]) else saved["rng"][0])
-        state.step = saved["step"]
-    return state
+    return State(cfg, device, implementation, rank, world, tokenizer, sink_id, pad_id, windows, padded_length(windows), student, wrapped, teacher,
+                 teacher_head, optimizer, scheduler, random.Random(cfg.seed))
+
+
+def _lora_config(cfg: DistillConfig) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
 def _hidden(model: Any, ids: torch.Tensor, mask: Any = None) -> torch.Tensor:
@@ -164,38 +192,79 @@ def _hidden(model: Any, ids: torch.Tensor, mask: Any = None) -> torch.Tensor:
 def step_loss(state: State, batch: Batch) -> torch.Tensor:
     """The loss of one micro-batch: distillation (weighted divergence) or the final-block LM loss.
 
+    Normalised over the global batch (every rank's tokens), times the number of ranks: FSDP averages the ranks'
+    gradients, so their mean is the gradient of the one-process loss over the same windows.
+
     mode "full" is the fair upper bound: the same loss, positions and token weights as distillation, but the
     student reads the teacher's natural text with full attention (a full-attention fine-tune on the same data).
     """
     cfg = state.cfg
     mask = attention_mask(batch.s_blocks, batch.s_open, state.implementation)
-    full_attention = cfg.mode == "full"
-    hidden, head = state.wrapped(batch.t_ids, None) if full_attention else state.wrapped(batch.s_ids, mask)
-    hidden = hidden.flatten(0, 1)
     if cfg.mode == "lm":
         keep = batch.final
-        return -chunked_target_logprobs(hidden[batch.s_pos[keep]], head, batch.targets[keep], cfg.loss_chunk).mean()
+        s_pos, targets = batch.s_pos[keep], batch.targets[keep]
+        count = parallel.global_sum(keep.sum().float()).clamp_min(1) / state.world
+
+        def lm_loss(hidden: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+            return -chunked_target_logprobs(hidden[s_pos], head, targets, cfg.loss_chunk).sum() / count
+
+        return state.wrapped(batch.s_ids, mask, lm_loss)
     keep = batch.open_pred
     s_pos, t_pos, targets = batch.s_pos[keep], batch.t_pos[keep], batch.targets[keep]
-    teacher_head = state.teacher.lm_head.weight
+    teacher_head = state.teacher_head
     with torch.no_grad():
         h_teacher = _hidden(state.teacher, batch.t_ids)[t_pos]
-        weights = torch.ones(len(targets), device=hidden.device)
+        weights = torch.ones(len(targets), device=h_teacher.device)
         if cfg.token_weighting:
             h_block = _hidden(state.teacher, batch.s_ids, mask)[s_pos]
             full = chunked_target_logprobs(h_teacher, teacher_head, targets, cfg.loss_chunk)
             block = chunked_target_logprobs(h_block, teacher_head, targets, cfg.loss_chunk)
             weights = token_weights(full, block, cfg.beta)
-    return chunked_divergence(hidden[t_pos if full_attention else s_pos], h_teacher, head, teacher_head, weights, cfg.divergence, cfg.temperature, cfg.loss_chunk,
-                              targets, cfg.hard_weight)
+    denominator = parallel.global_sum(weights.sum()) / state.world
+    full_attention = cfg.mode == "full"
+    positions = t_pos if full_attention else s_pos
+
+    def distill_loss(hidden: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+        return chunked_divergence(hidden[positions], h_teacher, head, teacher_head, weights, cfg.divergence, cfg.temperature, cfg.loss_chunk,
+                                  targets, cfg.hard_weight, denominator)
+
+    return state.wrapped(batch.t_ids, None, distill_loss) if full_attention else state.wrapped(batch.s_ids, mask, distill_loss)
 
 
 def next_batch(state: State) -> Batch:
-    """A random micro-batch of windows (each rank draws from its own generator)."""
+    """This rank's share of a random global batch of batch_size x world windows.
+
+    Every rank draws the same global batch from the same generator, and each window's block dropout from its own
+    seed, so a window is laid out the same whichever rank (or how many ranks) takes it.
+    """
     cfg = state.cfg
-    items = state.rng.sample(state.windows, min(cfg.batch_size, len(state.windows)))
-    pad = state.tokenizer.pad_token_id if state.tokenizer.pad_token_id is not None else state.tokenizer.eos_token_id
-    return collate(items, sink_token_id(state.tokenizer), pad, state.length, cfg.block_sinks, cfg.block_dropout, state.rng).to(state.device)
+    picked = state.rng.sample(state.windows, min(cfg.batch_size * state.world, len(state.windows)))
+    rngs = [random.Random(state.rng.getrandbits(64)) for _ in picked]
+    mine = slice(state.rank * len(picked) // state.world, (state.rank + 1) * len(picked) // state.world)
+    return collate(picked[mine], state.sink_id, state.pad_id, state.length, cfg.block_sinks, cfg.block_dropout, rngs[mine]).to(state.device)
+
+
+def train_step(state: State) -> dict[str, float]:
+    """One optimizer step (grad_accum micro-batches); its log row: global loss and student tokens/s over all ranks."""
+    cfg = state.cfg
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=state.device.type == "cuda")
+    started, tokens, total = time.perf_counter(), 0, 0.0
+    for _ in range(cfg.grad_accum):
+        batch = next_batch(state)
+        with autocast:
+            loss = step_loss(state, batch) / cfg.grad_accum
+        loss.backward()
+        total += loss.item()
+        tokens += int((batch.s_blocks < batch.s_open.shape[1] - 1).sum())
+    torch.nn.utils.clip_grad_norm_([p for p in state.student.parameters() if p.requires_grad], 1.0)
+    state.optimizer.step()
+    state.scheduler.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    summed = parallel.global_sum(torch.tensor([total, tokens], dtype=torch.float64, device=state.device))
+    seconds = time.perf_counter() - started
+    loss_value, tokens = float(summed[0]) / state.world, int(summed[1])
+    return {"step": state.step, "loss": loss_value, "lr": state.scheduler.get_last_lr()[0], "tokens_per_s": tokens / seconds, "seconds": seconds}
 
 
 def train(state: State, progress: Any = None) -> list[dict[str, float]]:
@@ -206,44 +275,25 @@ def train(state: State, progress: Any = None) -> list[dict[str, float]]:
     if state.step == 0 and state.rank == 0:
         log_path.unlink(missing_ok=True)  # a run started over (no checkpoint) starts its log over too
     rows: list[dict[str, float]] = []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=state.device.type == "cuda")
     while state.step < cfg.steps:
-        started, tokens, total = time.perf_counter(), 0, 0.0
-        for _ in range(cfg.grad_accum):
-            batch = next_batch(state)
-            with autocast:
-                loss = step_loss(state, batch) / cfg.grad_accum
-            loss.backward()
-            total += loss.item()
-            tokens += int((batch.s_blocks < batch.s_open.shape[1] - 1).sum()) * state.world
-        torch.nn.utils.clip_grad_norm_([p for p in state.student.parameters() if p.requires_grad], 1.0)
-        state.optimizer.step()
-        state.scheduler.step()
-        state.optimizer.zero_grad(set_to_none=True)
-        state.step += 1
-        seconds = time.perf_counter() - started
-        row = {"step": state.step, "loss": total, "lr": state.scheduler.get_last_lr()[0], "tokens_per_s": tokens / seconds, "seconds": seconds}
+        row = train_step(state)
         rows.append(row)
         if state.rank == 0:
             with log_path.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             if task is not None:
-                progress.update(task, completed=state.step, info=f"loss {total:.4f}  {row['tokens_per_s']:,.0f} tok/s")
+                progress.update(task, completed=state.step, info=f"loss {row['loss']:.4f}  {row['tokens_per_s']:,.0f} tok/s")
         if state.step % cfg.save_every == 0 or state.step == cfg.steps:
             save_checkpoint(state)
     return rows
 
 
 def save_checkpoint(state: State) -> None:
-    """Atomically save trainable weights, optimizer, schedule, step and every rank's sampler state."""
-    rngs = [state.rng.getstate()]
-    if state.world > 1:
-        rngs = [None] * state.world
-        torch.distributed.all_gather_object(rngs, state.rng.getstate())
+    """Atomically save trainable weights, optimizer, schedule, step and the sampler (whole tensors, from rank 0)."""
+    trainable, optimizer = parallel.full_state(state.student, state.optimizer)
     if state.rank != 0:
         return
-    trainable = {name: p.detach().cpu() for name, p in state.student.named_parameters() if p.requires_grad}
-    saved = {"trainable": trainable, "optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict(), "rng": rngs, "step": state.step}
+    saved = {"trainable": trainable, "optimizer": optimizer, "scheduler": state.scheduler.state_dict(), "rng": state.rng.getstate(), "step": state.step}
     with atomic_path(Path(state.cfg.out) / "checkpoint.pt") as tmp:
         torch.save(saved, tmp)
 
@@ -251,8 +301,19 @@ def save_checkpoint(state: State) -> None:
 def save_model(state: State) -> Path:
     """The trained student as a plain model directory (LoRA merged), loadable by eval-blocks."""
     out = Path(state.cfg.out) / "model"
+    model = state.student
+    if parallel.is_sharded():  # gather the whole weights into an unsharded CPU copy on rank 0
+        weights, _ = parallel.full_state(state.student, trainable_only=False)
+        if state.rank != 0:
+            return out
+        model = load_causal_lm(state.cfg.teacher, "cpu", "fp32")
+        if state.cfg.lora:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, _lora_config(state.cfg))
+        model.load_state_dict(weights)
     if state.rank == 0:
-        model = state.student.merge_and_unload() if state.cfg.lora else state.student
+        model = model.merge_and_unload() if state.cfg.lora else model
         model.to(torch.bfloat16).save_pretrained(out)
         state.tokenizer.save_pretrained(out)
         write_json(out / "block_attention.json", {"block_sinks": state.cfg.block_sinks and state.cfg.mode != "full", "mode": state.cfg.mode})
@@ -261,14 +322,15 @@ def save_model(state: State) -> Path:
 
 def cleanup(state: State) -> None:
     """Tear down the process group."""
-    if state.world > 1:
+    if parallel.is_sharded():
         torch.distributed.destroy_process_group()
 
 
 def run(cfg: DistillConfig, progress: Any = None) -> Path:
-    """setup -> train -> save -> cleanup; writes config.json first. Returns the model directory."""
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    write_json(Path(cfg.out) / "config.json", asdict(cfg))
+    """setup -> train -> save -> cleanup; writes config.json first (rank 0). Returns the model directory."""
+    if os.environ.get("RANK", "0") == "0":
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        write_json(Path(cfg.out) / "config.json", asdict(cfg))
     state = setup(cfg)
     try:
         train(state, progress)
