@@ -269,3 +269,24 @@ def test_full_attention_control_and_eval_blocks_with_segmentations_probes_and_pe
     assert {r["kind"] for r in report["probes"]["teacher-block"]} == {"retrieval", "two-hop"}
     bad = runner.invoke(app, ["eval-blocks", *common, "--out", str(tmp_path / "e2"), "--segmentation", "segmenter"])
     assert bad.exit_code != 0 and "needs --segmenter" in " ".join(bad.output.split())
+
+
+@pytest.mark.slow
+def test_gpu_scale_session_rehearses_on_cpu(tmp_path):
+    """bench/gpu_scale_session.sh, the one device call of docs/scale.md, runs end to end on CPU (gloo, Qwen3's
+    architecture shrunk): the 1- and 2-process launches of bench_distill_scale.py, then the table with the scaling line."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OUT": str(tmp_path), "SHAPE": "tiny", "DEVICE": "cpu", "L1": "512", "L2": "512 1024", "FINAL": "128",
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run(["bash", "bench/gpu_scale_session.sh"], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((tmp_path / "scale.json").read_text())
+    assert summary["longest_ok"] == {"1": 512, "2": 1024}
+    assert [s["length"] for s in summary["scaling"]] == [512] and summary["scaling"][0]["speedup_median"] > 0
+    assert "scaling at 512 tokens" in (tmp_path / "scale_table.md").read_text()
+    runs = summary["launches"][1]["runs"]
+    assert all(len(run["peak_gib_per_gpu"]) == 2 and run["tokens_per_s"]["min"] <= run["tokens_per_s"]["median"] <= run["tokens_per_s"]["max"] for run in runs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -80,7 +81,7 @@ def distill_cmd(
     lora_rank: int | None = option(_DISTILL, "lora_rank", "--lora-rank", help="LoRA rank."),
     gradient_checkpointing: bool | None = option(_DISTILL, "gradient_checkpointing", "--gradient-checkpointing", help="Recompute activations in backward (long sequences, big models)."),
     seed: int | None = option(_DISTILL, "seed", "--seed", help="Random seed."),
-    device: str | None = option(_DISTILL, "device", "--device", help="auto (CUDA when present), cpu or cuda. Multi-GPU: run under torchrun."),
+    device: str | None = option(_DISTILL, "device", "--device", help="auto (CUDA when present), cpu or cuda. Several GPUs: run under torchrun (FSDP2: student and teacher sharded; docs/scale.md)."),
     compile_model: bool | None = option(_DISTILL, "compile", "--compile/--no-compile", help="torch.compile the decoders on CUDA (faster steps after a minute of compiling)."),
 ) -> None:
     """Distill a block-attention student from a frozen full-attention teacher (or train the block fine-tuning baseline).
@@ -89,7 +90,7 @@ def distill_cmd(
       semanticseg distill --data release/data --out runs/distill
       semanticseg distill --data work/web/documents.parquet --out runs/ft --mode lm
       semanticseg distill --data work/web/documents.parquet --segmenter models/segmenter --out runs/kd
-      torchrun --nproc-per-node 8 --no-python semanticseg distill --teacher Qwen/Qwen3-4B-Instruct-2507 --data release/data --out runs/q3 --lora
+      torchrun --nproc-per-node 8 -m semanticseg distill --teacher Qwen/Qwen3-4B-Instruct-2507 --data release/data --out runs/q3 --gradient-checkpointing
     """
     from semanticseg.distill.recipe import DistillConfig, run
 
@@ -106,7 +107,8 @@ def distill_cmd(
     _check_segmentations(config.segmentation, segmenter, single=True)
     with progress_bar() as progress:
         model_dir = run(config, progress)
-    console.print(f"student saved to {model_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        console.print(f"student saved to {model_dir}")
 
 
 @app.command("eval-blocks", rich_help_panel=BLOCKS)
