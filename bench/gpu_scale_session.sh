@@ -7,7 +7,7 @@
 #      like the 2-GPU one. Decoder layers eager by default (FlexAttention is compiled either way): no minutes of
 #      compiling in an 8-minute call; COMPILE=--compile compiles them, and if that run fails for a reason other than
 #      memory, both runs go eager.
-#   2. torchrun --nproc-per-node 2 at L2 (8192 16384 32768 65536) in increasing order until one does not fit or the
+#   2. torchrun --nproc-per-node 2 at L2 (8192 ... 131072) in increasing order until one does not fit or the
 #      budget is near: 2-GPU tokens/s, peak memory per GPU, the longest context that fits.
 #   3. the table (bench_distill_scale.py --report): the lines to read are the table, "scaling at 8192 tokens" and
 #      "longest context".
@@ -18,7 +18,7 @@ set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD TOKENIZERS_PARALLELISM=false
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # the machine's rule: no NVLink multicast
 OUT=${OUT:?set OUT to the folder for the results}
-SHAPE=${SHAPE:-qwen3-4b} DEVICE=${DEVICE:-cuda} L1=${L1:-8192} L2=${L2:-8192 16384 32768 65536} FINAL=${FINAL:-256} BUDGET=${BUDGET:-450}
+SHAPE=${SHAPE:-qwen3-4b} DEVICE=${DEVICE:-cuda} L1=${L1:-8192} L2=${L2:-8192 16384 32768 65536 131072} FINAL=${FINAL:-256} BUDGET=${BUDGET:-450}
 COMPILE=${COMPILE:---no-compile}
 mkdir -p "$OUT"
 start=$SECONDS

@@ -151,8 +151,8 @@ def test_distill_on_two_processes_equals_one_process_and_resumes(tiny_llama_dir,
     checkpointing) with batch 1 per rank takes the same steps as one process with batch 2: same windows, same
     losses, also after an optimizer step; it resumes from its checkpoint, and only rank 0 writes files."""
     one = _distill(tmp_path, tiny_llama_dir, stdlib_docs, tmp_path / "one", 1, 2, 3)
-    # warmup 1 step: lr 0 at step 1 and the full lr at step 2 in a 2- or a 3-step schedule, so stopping at 2 and
-    # resuming to 3 takes the same steps as 3 at once
+    # the losses logged at steps 1-3 follow the updates of steps 1 and 2, whose learning rates (warmup 1: 0, then the
+    # peak) a 2-step and a 3-step schedule share, so stopping at 2 and resuming to 3 must log what 3 at once logs
     two = _distill(tmp_path, tiny_llama_dir, stdlib_docs, tmp_path / "two", 2, 1, 2)
     saved = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
     assert saved["step"] == 2 and any("layers.0" in name for name in saved["trainable"])  # whole, named weights
