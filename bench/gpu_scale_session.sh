@@ -27,6 +27,7 @@ quiet() { grep -v "Warning\|warnings.warn\|^  warn\|FutureWarning"; }
 bench() {  # bench NPROC LIMIT_S NAME ARGS...: one launch of the benchmark under torchrun, its log in $OUT/NAME.log
   local nproc=$1 limit=$2 name=$3
   shift 3
+  [ "$limit" -ge 30 ] || { echo "== $name: skipped, ${limit} s left"; return; }  # (timeout 0 would mean no limit)
   timeout -k 15 "$limit" python3 -m torch.distributed.run --standalone --nproc-per-node "$nproc" bench/bench_distill_scale.py \
     --shape "$SHAPE" --device "$DEVICE" --final "$FINAL" $COMPILE --out "$OUT/$name.json" "$@" 2>&1 | quiet | tee "$OUT/$name.log"
 }
