@@ -154,8 +154,10 @@ def method_cuts(method: str, doc_id: str, text: str, target_tokens: int, segment
     if method == "structure":
         return structure_cuts(doc_id, text, target_tokens)
     if method == "segmenter":
-        if segmenter is None:
-            raise UserError("segmentation 'segmenter' needs a trained segmenter (--segmenter DIR)")
+        if segmenter is None:  # the segmenter that ships with the package
+            from semanticseg.segmenter.model import Segmenter
+
+            segmenter = Segmenter.load()
         return segmenter_cuts(segmenter, text, target_tokens)
     if method == "authored":
         return authored_cuts(text)
@@ -233,7 +235,8 @@ def build_windows(
     cuts each at its own target instead of target_block_tokens."""
     from semanticseg.segmenter.model import Segmenter
 
-    model = Segmenter.load(segmenter) if segmenter else None
+    # --segmentation segmenter without a folder: the shipped default segmenter, loaded once
+    model = Segmenter.load(segmenter or None) if segmenter or segmentation == "segmenter" else None
 
     def encode(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
