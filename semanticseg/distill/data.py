@@ -233,10 +233,11 @@ def build_windows(
     their release cuts, else by the segmenter saved in the folder `segmenter` (when given), else by structure
     cuts. doc_targets (document id -> mean block tokens, e.g. authored_targets) keeps only those documents and
     cuts each at its own target instead of target_block_tokens."""
-    from semanticseg.segmenter.model import Segmenter
+    model = None
+    if segmenter or segmentation == "segmenter":  # without a folder: the shipped default segmenter, loaded once
+        from semanticseg.segmenter.model import Segmenter
 
-    # --segmentation segmenter without a folder: the shipped default segmenter, loaded once
-    model = Segmenter.load(segmenter or None) if segmenter or segmentation == "segmenter" else None
+        model = Segmenter.load(segmenter or None)
 
     def encode(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
