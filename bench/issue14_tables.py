@@ -103,10 +103,11 @@ def plot(sets: dict[str, list[dict]], out: Path) -> None:
     for ax, (set_name, results) in zip(axes[0], sets.items(), strict=True):
         cells = probe_cells(results)
         sizes = sorted({k[2] for k in cells})
-        for name in MODELS:
+        for colour, name in enumerate(MODELS):  # one colour per model, solid = retrieval, dotted = two-hop
             for kind, style in (("retrieval", "-"), ("two-hop", ":")):
                 if (name, kind, sizes[0]) in cells:
-                    ax.plot(sizes, [statistics.mean(a for a, _ in cells[(name, kind, n)]) for n in sizes], style, marker="o", label=f"{name} ({kind})")
+                    ax.plot(sizes, [statistics.mean(a for a, _ in cells[(name, kind, n)]) for n in sizes], style, marker="o", color=f"C{colour}",
+                            label=f"{name} ({kind})")
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(n) for n in sizes])
         ax.axhline(0.9, color="grey", linewidth=0.5)
