@@ -226,15 +226,16 @@ def test_probe_suite_sweeps_positions_and_hides_facts_among_distractors():
 
 
 @pytest.mark.slow
-def test_full_attention_control_and_eval_blocks_with_segmentations_probes_and_peers(tiny_llama_dir, stdlib_docs, tmp_path):
+@pytest.mark.parametrize("teacher", ["tiny", "smollm2"])
+def test_full_attention_control_and_eval_blocks_with_segmentations_probes_and_peers(teacher, tiny_llama_dir, stdlib_docs, tmp_path):
     """distill --mode full trains with full attention; eval-blocks scores every segmentation, the control, probes,
-    APE and selective recomputation end to end (CLI)."""
+    APE and selective recomputation end to end (CLI), with a tiny random Llama and with the shipped SmolLM2."""
     from typer.testing import CliRunner
 
     from semanticseg.cli import app
 
     runner = CliRunner()
-    common = ["--teacher", str(tiny_llama_dir), "--data", str(stdlib_docs), "--context-tokens", "256", "--final-tokens", "48"]
+    common = ["--teacher", str(tiny_llama_dir) if teacher == "tiny" else teacher, "--data", str(stdlib_docs), "--context-tokens", "256", "--final-tokens", "48"]
     result = runner.invoke(app, ["distill", *common, "--out", str(tmp_path / "full"), "--mode", "full", "--steps", "2", "--batch-size", "1", "--warmup-steps", "1"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "full" / "model" / "block_attention.json").read_text()) == {"block_sinks": False, "mode": "full"}
