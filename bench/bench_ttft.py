@@ -4,8 +4,10 @@ For each context length, the context is cut into blocks of --block tokens (each 
 block has --final tokens. Paths, all to the logits of the first generated token:
 - full: prefill the whole sequence (SDPA, causal);
 - cached: our path: the blocks' caches are already in the BlockCache (a repeated request), so it costs the
-  look-up, one concatenation, one RoPE re-rotation and the final block's prefill (cache.first_token_logits: one
-  SDPA call per layer with a bottom-right causal mask, the final block's keys written into the buffer);
+  look-up, one concatenation straight into the bucket's preallocated buffer, one RoPE re-rotation and the final
+  block's prefill (cache.CachedPrefill: cache.first_token_logits, one SDPA call per layer with a bottom-right
+  causal mask, replayed from a CUDA graph captured once per (cached length, final length) bucket);
+- cached-eager: the same without the CUDA graph (a fresh buffer per request, the prefill launched op by op);
 - cached-hf: the same caches through transformers' forward with a DynamicCache (mask building, keys repeated
   per query head, the cache concatenated per layer: the overhead issue 14 measured);
 - ape: the same cached blocks read with APE's temperature and scale (an additive mask, keys / T) after a
@@ -34,11 +36,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _smollm2_shape import smollm2_shaped  # noqa: E402
 
-from semanticseg.blockattn.cache import BlockCache, encode_block, first_token_logits, prefill_final, stack_layers  # noqa: E402
+from semanticseg.blockattn.cache import BlockCache, CachedPrefill, encode_block, first_token_logits, prefill_final, stack_layers  # noqa: E402
 from semanticseg.blockattn.peers import ape_prefill, recompute_prefill  # noqa: E402
 from semanticseg.models import load_causal_lm  # noqa: E402
 
-PATHS = ("full", "cached", "cached-hf", "ape", "recompute", "cold")
+PATHS = ("full", "cached", "cached-eager", "cached-hf", "ape", "recompute", "cold")
 
 
 def _timed(fn, device: str) -> float:
@@ -69,9 +71,11 @@ def paths(model, blocks: list[list[int]], final_ids: list[int], device: str, rat
     prefix = stack_layers([encode_block(model, [1])])
     ape_blocks = [b[1:] for b in blocks]  # the shared one-token prefix replaces each block's own sink
     warm.assemble(ape_blocks)
+    graphed = CachedPrefill(warm)
     return {
         "full": lambda: model(input_ids=full_ids, logits_to_keep=1),
-        "cached": lambda: first_token_logits(model, warm.buffer(blocks, len(final_ids)), context_ids.shape[1], final_ids),
+        "cached": lambda: graphed(blocks, final_ids),
+        "cached-eager": lambda: first_token_logits(model, warm.buffer(blocks, len(final_ids)), context_ids.shape[1], final_ids),
         "cached-hf": lambda: prefill_final(model, warm.assemble(blocks), final_ids, logits_to_keep=1),
         "ape": lambda: ape_prefill(model, *warm.placed(ape_blocks, first=1), prefix, final_ids, temperature, scale, logits_to_keep=1),
         "recompute": lambda: recompute_prefill(model, *warm.placed(blocks), context_ids, final_ids, ratio, logits_to_keep=1),
@@ -83,14 +87,23 @@ def measure(model, length: int, block: int, final: int, repeats: int, device: st
     """min / median / max seconds to the first token's logits for every path."""
     blocks, final_ids = request(length, block, final)
     fns = paths(model, blocks, final_ids, device, ratio, temperature, scale)
-    for fn in fns.values():  # warm-up
-        _timed(fn, device)
-    row: dict = {"length": len(blocks) * block + final}
+    row: dict = {"length": len(blocks) * block + final, "errors": {}}
+    for name, fn in list(fns.items()):  # warm-up (captures the CUDA graph); a path that fails is reported, the others run
+        try:
+            _timed(fn, device)
+        except Exception as err:  # noqa: BLE001 - a benchmark row, not a program path
+            row["errors"][name] = repr(err)
+            del fns[name]
+    if "cached" in fns and "cached-eager" in fns:  # the graph replays what the eager lean path computes
+        row["cached_vs_eager_max_abs_diff"] = float((fns["cached"]().float().clone() - fns["cached-eager"]().float()).abs().max())
+    if "cached" in fns and "cached-hf" in fns:  # and what transformers' forward computes over the same blocks (bf16 on GPU)
+        row["cached_vs_hf_max_abs_diff"] = float((fns["cached"]().float().clone() - fns["cached-hf"]()[0][0, -1].float()).abs().max())
     for name, fn in fns.items():
         times = [_timed(fn, device) for _ in range(repeats)]
         row[name] = {"min": min(times), "median": statistics.median(times), "max": max(times)}
-    for name in ("cached", "cached-hf", "ape", "recompute"):
-        row[f"full/{name}"] = {k: row["full"][k] / row[name][k] for k in ("min", "median", "max")}
+    for name in ("cached", "cached-eager", "cached-hf", "ape", "recompute"):
+        if name in fns:
+            row[f"full/{name}"] = {k: row["full"][k] / row[name][k] for k in ("min", "median", "max")}
     return row
 
 
@@ -137,9 +150,9 @@ def main() -> None:
     print(f"TTFT on {name}, {args.model or 'SmolLM2-135M shape'}, blocks of {args.block}, final block {args.final} tokens, "
           f"min / median / max of {args.repeats} runs (ms)")
     for r in rows:
-        cells = "  ".join(f"{p} {1000 * r[p]['min']:.1f}/{1000 * r[p]['median']:.1f}/{1000 * r[p]['max']:.1f}" for p in PATHS)
-        ratios = "  ".join(f"full/{p} {r[f'full/{p}']['min']:.1f}/{r[f'full/{p}']['median']:.1f}/{r[f'full/{p}']['max']:.1f}x" for p in ("cached", "cached-hf", "ape", "recompute"))
-        print(f"{r['length']:6d}  {cells}\n        {ratios}")
+        cells = "  ".join(f"{p} {1000 * r[p]['min']:.1f}/{1000 * r[p]['median']:.1f}/{1000 * r[p]['max']:.1f}" for p in PATHS if p in r)
+        ratios = "  ".join(f"{p} {r[p]['min']:.1f}/{r[p]['median']:.1f}/{r[p]['max']:.1f}x" for p in r if p.startswith("full/"))
+        print(f"{r['length']:6d}  {cells}\n        {ratios}\n        cached vs eager / vs transformers max |logit diff| {r.get('cached_vs_eager_max_abs_diff')} / {r.get('cached_vs_hf_max_abs_diff')}  errors {r['errors']}")
     if args.profile:
         print(profile_cached(model, max(args.lengths), args.block, args.final, args.device))
 

@@ -175,3 +175,20 @@ def test_first_token_logits_equal_the_models_cached_prefill(tiny_llama_dir):
     grown = store.assemble(blocks)
     cache.prefill_final(model, grown, final)
     assert torch.allclose(kv[0, 1, ..., : length + len(final), :], grown.layers[1].keys, atol=ATOL)  # the final block's keys landed in the buffer
+
+
+def test_cached_prefill_buckets_equal_the_eager_lean_path(tiny_llama_dir):
+    """The CUDA-graph runner's plumbing (static buffers per (cached length, final length) bucket, the cache
+    assembled in place) gives the eager lean path's logits, also when a bucket is reused for other blocks."""
+    model = _tiny(tiny_llama_dir)
+    store = cache.BlockCache(model, "tiny")
+    runner = cache.CachedPrefill(store)
+    requests = [([[1, *range(100, 130)], [1, *range(200, 221)]], list(range(700, 712))),
+                ([[1, *range(300, 320)], [1, *range(400, 431)]], list(range(800, 812))),  # same bucket (53, 12), other blocks
+                ([[1, *range(100, 130)]], list(range(900, 905)))]
+    for blocks, final in requests:
+        expected, _ = cache.prefill_final(model, store.assemble(blocks), final)
+        assert torch.allclose(runner(blocks, final), expected[0, -1], atol=ATOL)
+        kv = store.buffer(blocks, room=len(final))
+        assert torch.allclose(cache.first_token_logits(model, kv, sum(map(len, blocks)), torch.tensor(final)), expected[0, -1], atol=ATOL)
+    assert sorted(runner.graphs) == [(31, 5), (53, 12)]

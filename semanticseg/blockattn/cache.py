@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from semanticseg.blockattn.positions import rotate_keys, rotation
+from semanticseg.blockattn.positions import rotate_keys, rotate_keys_, rotation
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each [1, H_kv, L, D]
 
@@ -35,6 +35,32 @@ def encode_block(model: Any, token_ids: list[int]) -> KV:
     cache = _empty_cache()
     model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
     return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+@torch.no_grad()
+def encode_blocks(model: Any, blocks: list[list[int]], max_tokens: int = 16384) -> list[torch.Tensor]:
+    """Each block run alone from position 0, many per forward: per block its stacked cache [2, layers, 1, H, len, D].
+
+    Blocks are right-padded into one batch (up to max_tokens tokens per forward): under causal attention no
+    token sees the padding after it, so each block's keys and values are those of `encode_block`, at one forward
+    per batch instead of one per block (a window of 64 blocks was 64 forwards)."""
+    out: list[torch.Tensor] = []
+    start = 0
+    while start < len(blocks):
+        longest, stop = 0, start
+        while stop < len(blocks) and (stop == start or max(longest, len(blocks[stop])) * (stop - start + 1) <= max_tokens):
+            longest = max(longest, len(blocks[stop]))
+            stop += 1
+        batch = blocks[start:stop]
+        ids = torch.zeros(len(batch), longest, dtype=torch.long)
+        for row, block in enumerate(batch):
+            ids[row, : len(block)] = torch.tensor(block)
+        cache = _empty_cache()
+        model(input_ids=ids.to(model.device), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        kv = torch.stack([torch.stack([layer.keys for layer in cache.layers]), torch.stack([layer.values for layer in cache.layers])])
+        out.extend(kv[:, :, row : row + 1, :, : len(block)] for row, block in enumerate(batch))
+        start = stop
+    return out
 
 
 def stack_layers(parts: list[KV]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,15 +99,23 @@ class BlockCache:
     hits: int = 0
     misses: int = 0
 
+    def fill(self, blocks: list[list[int]]) -> list[torch.Tensor]:
+        """The blocks' stacked caches, encoding those not stored yet together in batched forwards (encode_blocks)."""
+        keys = [block_key(self.model_name, block) for block in blocks]
+        missing: dict[str, list[int]] = {}
+        for key, block in zip(keys, blocks, strict=True):
+            if key in self.store or key in missing:
+                self.hits += 1
+            else:
+                self.misses += 1
+                missing[key] = block
+        if missing:
+            self.store.update(zip(missing, encode_blocks(self.model, list(missing.values())), strict=True))
+        return [self.store[key] for key in keys]
+
     def get(self, token_ids: list[int]) -> torch.Tensor:
         """The block's stacked cache, encoding it on first use."""
-        key = block_key(self.model_name, token_ids)
-        if key in self.store:
-            self.hits += 1
-        else:
-            self.misses += 1
-            self.store[key] = torch.stack(stack_layers([encode_block(self.model, token_ids)]))
-        return self.store[key]
+        return self.fill([token_ids])[0]
 
     def assemble(self, blocks: list[list[int]]) -> Any:
         """One DynamicCache holding every block (sinks included in the token lists) at its global position."""
@@ -89,22 +123,40 @@ class BlockCache:
 
     def placed(self, blocks: list[list[int]], first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values [layers, 1, H, L, D] of the blocks one after another from position `first`."""
-        kv = torch.cat([self.get(block) for block in blocks], dim=-2)
-        lengths = [len(b) for b in blocks]
-        starts = [first]
-        for n in lengths[:-1]:
-            starts.append(starts[-1] + n)
-        # every cached token moves by its block's start offset: one rotation for all blocks and layers
-        offsets = torch.repeat_interleave(torch.tensor(starts), torch.tensor(lengths)).to(kv.device, non_blocking=True)
-        cos, sin = rotation(offsets, self.model.model.rotary_emb)
+        kv = torch.cat(self.fill(blocks), dim=-2)
+        cos, sin = rotation(block_offsets(blocks, first, kv.device), self.model.model.rotary_emb)
         return rotate_keys(kv[0], cos, sin), kv[1]
 
     def buffer(self, blocks: list[list[int]], room: int) -> torch.Tensor:
         """Keys and values [2, layers, 1, H, L + room, D] of the blocks at their global positions, with `room`
         free slots after them that `first_token_logits` fills in place (no copy of the whole cache per token)."""
-        keys, values = self.placed(blocks)
-        pad = keys.new_zeros(*keys.shape[:-2], room, keys.shape[-1])
-        return torch.stack([torch.cat([keys, pad], dim=-2), torch.cat([values, pad], dim=-2)])
+        parts = self.fill(blocks)
+        kv = parts[0].new_empty(*parts[0].shape[:-2], sum(p.shape[-2] for p in parts) + room, parts[0].shape[-1])
+        self._write(blocks, parts, kv)
+        return kv
+
+    def assemble_into(self, blocks: list[list[int]], kv: torch.Tensor) -> int:
+        """Write the blocks' caches at their global positions into the front of a preallocated buffer kv
+        [2, layers, 1, H, >= L, D] and return L: one concatenation straight into the buffer and the keys' RoPE
+        re-rotation, no other copy of the cache (at 32k tokens each copy of a 135M model's cache is ~750 MB)."""
+        return self._write(blocks, self.fill(blocks), kv)
+
+    def _write(self, blocks: list[list[int]], parts: list[torch.Tensor], kv: torch.Tensor) -> int:
+        length = sum(p.shape[-2] for p in parts)
+        torch.cat(parts, dim=-2, out=kv[..., :length, :])
+        cos, sin = rotation(block_offsets(blocks, 0, kv.device), self.model.model.rotary_emb)
+        rotate_keys_(kv[0, ..., :length, :], cos, sin)
+        return length
+
+
+def block_offsets(blocks: list[list[int]], first: int, device: torch.device) -> torch.Tensor:
+    """Every cached token's move: its block's start (blocks one after another from `first`)."""
+    import numpy as np
+
+    lengths = np.array([len(b) for b in blocks])
+    starts = first + np.concatenate([[0], np.cumsum(lengths[:-1])])
+    # numpy on the host: torch.repeat_interleave on CPU tensors took ~2 ms per call at 32k tokens
+    return torch.from_numpy(np.repeat(starts, lengths)).to(device, non_blocking=True)
 
 
 def layer_cache(keys: torch.Tensor, values: torch.Tensor) -> Any:
@@ -116,7 +168,7 @@ def layer_cache(keys: torch.Tensor, values: torch.Tensor) -> Any:
 
 
 @torch.no_grad()
-def first_token_logits(model: Any, kv: torch.Tensor, length: int, final_ids: list[int]) -> torch.Tensor:
+def first_token_logits(model: Any, kv: torch.Tensor, length: int, final_ids: list[int] | torch.Tensor) -> torch.Tensor:
     """The final block's prefill over a cache buffer (BlockCache.buffer) with `length` cached tokens: the logits
     [V] of the first generated token, the final block's keys and values written into the buffer's free slots.
 
@@ -130,7 +182,7 @@ def first_token_logits(model: Any, kv: torch.Tensor, length: int, final_ids: lis
 
     lm = model.model
     n = len(final_ids)
-    ids = torch.tensor([final_ids], device=kv.device)
+    ids = torch.as_tensor(final_ids, device=kv.device)[None]
     positions = torch.arange(length, length + n, device=kv.device)[None]
     hidden = lm.embed_tokens(ids)
     cos, sin = lm.rotary_emb(hidden, positions)
@@ -151,6 +203,67 @@ def first_token_logits(model: Any, kv: torch.Tensor, length: int, final_ids: lis
         hidden = hidden + attn.o_proj(out.transpose(1, 2).reshape(1, n, -1))
         hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
     return model.lm_head(lm.norm(hidden[:, -1]))[0]
+
+
+class PrefillGraph:
+    """`first_token_logits` for one bucket (cached length, final-block length) on static buffers: on CUDA captured
+    once in a CUDA graph and replayed, so a request costs one launch instead of a thousand (a 30-layer prefill
+    of a 64-token block is bound by kernel-launch host time, not by the GPU); elsewhere the same function on the
+    same buffers, eagerly. Fill `kv` (e.g. BlockCache.assemble_into), then call with the final block's ids.
+    The logits returned are a static tensor, overwritten by the next call."""
+
+    def __init__(self, model: Any, length: int, n_final: int) -> None:
+        attn = model.model.layers[0].self_attn
+        heads = model.config.num_key_value_heads
+        self.model, self.length, self.n_final = model, length, n_final
+        self.kv = torch.zeros(2, len(model.model.layers), 1, heads, length + n_final, attn.head_dim, dtype=model.dtype, device=model.device)
+        self.ids = torch.zeros(n_final, dtype=torch.long, device=model.device)
+        self.graph: Any = None
+        self.logits = self._forward()
+        if self.kv.is_cuda:
+            self._capture()
+
+    def _forward(self) -> torch.Tensor:
+        return first_token_logits(self.model, self.kv, self.length, self.ids)
+
+    @torch.no_grad()
+    def _capture(self) -> None:
+        stream = torch.cuda.Stream()  # warm-up on a side stream, as torch.cuda.graphs asks
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._forward()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self._forward()
+
+    def __call__(self, final_ids: list[int] | torch.Tensor) -> torch.Tensor:
+        """Logits [V] of the first generated token after the final block (ids of length n_final)."""
+        self.ids.copy_(torch.as_tensor(final_ids), non_blocking=True)
+        if self.graph is None:
+            self.logits = self._forward()
+        else:
+            self.graph.replay()
+        return self.logits
+
+
+@dataclass
+class CachedPrefill:
+    """The cached TTFT path: a BlockCache and one PrefillGraph per (cached length, final length) bucket."""
+
+    block_cache: BlockCache
+    graphs: dict[tuple[int, int], PrefillGraph] = field(default_factory=dict)
+
+    def __call__(self, blocks: list[list[int]], final_ids: list[int]) -> torch.Tensor:
+        """Logits [V] of the first generated token: the blocks' caches assembled into the bucket's buffer, then
+        the final block's prefill replayed."""
+        key = (sum(map(len, blocks)), len(final_ids))
+        if key not in self.graphs:
+            self.graphs[key] = PrefillGraph(self.block_cache.model, *key)
+        graph = self.graphs[key]
+        self.block_cache.assemble_into(blocks, graph.kv)
+        return graph(final_ids)
 
 
 @torch.no_grad()

@@ -21,17 +21,16 @@ from typing import Any
 
 import torch
 
-from semanticseg.blockattn.cache import KV, BlockCache, encode_block, final_mask, layer_cache, stack_layers
+from semanticseg.blockattn.cache import (
+    BlockCache,
+    block_offsets,
+    encode_block,
+    encode_blocks,
+    final_mask,
+    layer_cache,
+    stack_layers,
+)
 from semanticseg.blockattn.positions import rotate_keys, rotation
-
-
-def _placed(model: Any, parts: list[KV], starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stacked keys/values [layers, 1, H, L, D] of blocks whose caches start at position 0, moved to `starts`."""
-    keys, values = stack_layers(parts)
-    lengths = [p[0][0].shape[-2] for p in parts]
-    offsets = torch.repeat_interleave(torch.tensor(starts), torch.tensor(lengths)).to(keys.device)
-    cos, sin = rotation(offsets, model.model.rotary_emb)
-    return rotate_keys(keys, cos, sin), values
 
 
 @torch.no_grad()
@@ -54,16 +53,21 @@ def ape_prefill(model: Any, keys: torch.Tensor, values: torch.Tensor, prefix: tu
 
 
 @torch.no_grad()
+def ape_context(model: Any, blocks: list[list[int]], prefix: list[int]) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """APE's context: blocks (token ids, the first one holding the sequence's BOS when the prefix is empty) each
+    encoded after `prefix` and placed one after another (keys/values [layers, 1, H, L, D]), and the prefix's own
+    stacked cache (or None). Independent of temperature and scale, so a grid over them encodes once."""
+    n_prefix = len(prefix)
+    kv = torch.cat([kv[..., n_prefix:, :] for kv in encode_blocks(model, [prefix + block for block in blocks])], dim=-2)
+    cos, sin = rotation(block_offsets(blocks, 0, kv.device), model.model.rotary_emb)  # each was encoded after the prefix: moves by its start
+    return rotate_keys(kv[0], cos, sin), kv[1], stack_layers([encode_block(model, prefix)]) if prefix else None
+
+
+@torch.no_grad()
 def ape_final_logits(model: Any, blocks: list[list[int]], final: list[int], prefix: list[int], temperature: float = 1.0,
                      scale: float = 1.0) -> torch.Tensor:
-    """Final-block logits [n, V] under APE: blocks (token ids, the first one holding the sequence's BOS when the
-    prefix is empty) each encoded after `prefix`, placed one after another, read with temperature and scale."""
-    n_prefix = len(prefix)
-    parts = [[(k[..., n_prefix:, :], v[..., n_prefix:, :]) for k, v in encode_block(model, prefix + block)] for block in blocks]
-    starts = [sum(map(len, blocks[:i])) for i in range(len(blocks))]  # each was encoded after the prefix: moves by its start
-    keys, values = _placed(model, parts, starts)
-    prefix_kv = stack_layers([encode_block(model, prefix)]) if prefix else None
-    return ape_prefill(model, keys, values, prefix_kv, final, temperature, scale)
+    """Final-block logits [n, V] under APE (ape_context, then the final block read with temperature and scale)."""
+    return ape_prefill(model, *ape_context(model, blocks, prefix), final, temperature, scale)
 
 
 @torch.no_grad()

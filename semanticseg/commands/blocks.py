@@ -20,7 +20,7 @@ _DATA_HELP = ("A release (folder or instances.parquet: text + cuts), documents.p
 _TEXT_FIELD_HELP = "For a hub data set: the fields that make a document, comma-separated, joined in order (chat message lists become their contents)."
 _TEACHER_HELP = "Teacher: a hub id (e.g. Qwen/Qwen3-4B-Instruct-2507), a local model folder, or smollm2 (offline SmolLM2-135M-Instruct)."
 _SEGMENTATION_HELP = ("Cut every document by one method instead of its own cuts: fixed (every N tokens), structure (format rules), "
-                      "segmenter (--segmenter), authored (the document's own headings / top-level definitions), random (random candidate positions).")
+                      "segmenter (--segmenter, else the segmenter that ships with semanticseg), authored (the document's own headings / top-level definitions), random (random candidate positions).")
 _SEGMENTER_HELP = "A trained segmenter's folder (semanticseg train-segmenter): cuts documents that come without cuts into blocks of ~128 tokens; without it, the structure annotator does."
 
 
@@ -42,8 +42,6 @@ def _check_segmentations(spec: str, segmenter: Path | None, single: bool = False
     unknown = [m for m in methods if m not in SEGMENTATIONS]
     if unknown or (single and len(methods) > 1):
         raise fail(f"--segmentation {spec!r}: expected {'one' if single else 'a comma-separated list'} of {', '.join(SEGMENTATIONS)}")
-    if "segmenter" in methods and segmenter is None:
-        raise fail("--segmentation segmenter needs --segmenter DIR (a trained segmenter)")
     return methods
 
 

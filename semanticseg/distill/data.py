@@ -154,8 +154,10 @@ def method_cuts(method: str, doc_id: str, text: str, target_tokens: int, segment
     if method == "structure":
         return structure_cuts(doc_id, text, target_tokens)
     if method == "segmenter":
-        if segmenter is None:
-            raise UserError("segmentation 'segmenter' needs a trained segmenter (--segmenter DIR)")
+        if segmenter is None:  # the segmenter that ships with the package
+            from semanticseg.segmenter.model import Segmenter
+
+            segmenter = Segmenter.load()
         return segmenter_cuts(segmenter, text, target_tokens)
     if method == "authored":
         return authored_cuts(text)
@@ -231,9 +233,11 @@ def build_windows(
     their release cuts, else by the segmenter saved in the folder `segmenter` (when given), else by structure
     cuts. doc_targets (document id -> mean block tokens, e.g. authored_targets) keeps only those documents and
     cuts each at its own target instead of target_block_tokens."""
-    from semanticseg.segmenter.model import Segmenter
+    model = None
+    if segmenter or segmentation == "segmenter":  # without a folder: the shipped default segmenter, loaded once
+        from semanticseg.segmenter.model import Segmenter
 
-    model = Segmenter.load(segmenter) if segmenter else None
+        model = Segmenter.load(segmenter or None)
 
     def encode(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -93,10 +93,10 @@ class _Harness:
     pad: int
 
     def batches(self, windows: list[BlockedText], sinks: bool) -> list[Any]:
-        length = padded_length(windows)
+        """Batches in order, each padded to its own longest window (probes of 16 blocks are not padded to 64)."""
         rng = random.Random(0)
-        return [collate(windows[i : i + self.cfg.batch_size], self.sink, self.pad, length, sinks, 1.0, rng).to(self.device)
-                for i in range(0, len(windows), self.cfg.batch_size)]
+        chunks = [windows[i : i + self.cfg.batch_size] for i in range(0, len(windows), self.cfg.batch_size)]
+        return [collate(chunk, self.sink, self.pad, padded_length(chunk), sinks, 1.0, rng).to(self.device) for chunk in chunks]
 
 
 @torch.no_grad()
@@ -156,21 +156,30 @@ def _probe_scores(probes: list[Probe], logp: list[torch.Tensor]) -> tuple[list[f
     return logps, hits
 
 
-def choose_ape(h: _Harness, model: Any, windows: list[BlockedText], tokenizer: Any) -> dict[str, Any]:
-    """APE's shared prefix, temperature and scale with the lowest final-block NLL on dev windows (a small grid)."""
-    from semanticseg.blockattn.peers import ape_final_logits
+APE_GRID = {"ape_prefix": (None, ""), "ape_temperature": (0.7, 0.85, 1.0), "ape_scale": (0.8, 0.9, 1.0)}
 
-    best: dict[str, Any] = {}
-    for prefix in (None, "", "\n\n"):
+
+def choose_ape(h: _Harness, model: Any, windows: list[BlockedText], tokenizer: Any) -> dict[str, Any]:
+    """APE's shared prefix (none, or the BOS alone), temperature and scale with the lowest final-block NLL on dev
+    windows (APE_GRID). Each window's blocks are encoded once per prefix; only the final block's prefill runs
+    per setting."""
+    from semanticseg.blockattn.peers import ape_context, ape_prefill
+
+    totals: dict[tuple[Any, float, float], float] = {}
+    n_targets = sum(len(w.final) - 1 for w in windows)
+    for prefix in APE_GRID["ape_prefix"]:
         ids = [] if prefix is None else [h.sink, *tokenizer(prefix, add_special_tokens=False)["input_ids"]]
-        for temperature in (0.6, 0.8, 1.0):
-            for scale in (0.8, 0.9, 1.0):
-                peer = _ape_peer(model, ids, temperature, scale, ape_final_logits)
-                logp = cached_final(h, peer, windows)
-                nll = -float(torch.cat([x.gather(1, torch.tensor(w.final[1:], device=x.device)[:, None])[:, 0] for w, x in zip(windows, logp, strict=True)]).mean())
-                if not best or nll < best["dev_nll"]:
-                    best = {"ape_prefix": prefix, "ape_temperature": temperature, "ape_scale": scale, "dev_nll": nll}
-    return best
+        for w in windows:
+            blocks = [[h.sink, *w.blocks[0]], *w.blocks[1:]]
+            context = ape_context(model, [blocks[0][1:], *blocks[1:]] if ids else blocks, ids)
+            target = torch.tensor(w.final[1:], device=h.device)[:, None]
+            for temperature in APE_GRID["ape_temperature"]:
+                for scale in APE_GRID["ape_scale"]:
+                    logp = torch.log_softmax(ape_prefill(model, *context, w.final, temperature, scale)[:-1].float(), dim=-1)
+                    key = (prefix, temperature, scale)
+                    totals[key] = totals.get(key, 0.0) - float(logp.gather(1, target).sum())
+    (prefix, temperature, scale), total = min(totals.items(), key=lambda kv: kv[1])
+    return {"ape_prefix": prefix, "ape_temperature": temperature, "ape_scale": scale, "dev_nll": total / n_targets}
 
 
 def _ape_peer(model: Any, prefix: list[int], temperature: float, scale: float, fn: Any) -> Any:
