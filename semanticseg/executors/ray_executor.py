@@ -90,11 +90,14 @@ class RayExecutor:
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], chunk: int = 1, shards: Path | None = None) -> Iterator[Any]:
         """fn(item) for every item, in order, as Ray tasks over chunks of `chunk` items.
 
-        With `shards` (a folder keyed by the stage's fingerprint), each chunk's results are kept there as they
-        arrive and a rerun takes them from there: a killed run resumes per chunk.
+        chunk is the most items per task (fewer when a known number of items would leave workers idle). With
+        `shards` (a folder keyed by the stage's fingerprint), each chunk's results are kept there as they arrive
+        and a rerun takes them from there: a killed run resumes per chunk.
         """
         import ray
 
+        if hasattr(items, "__len__"):  # a known number of items: small enough chunks to keep every worker busy
+            chunk = max(1, min(chunk, len(items) // (IN_FLIGHT_PER_WORKER * self.workers)))
         store = _Shards(shards / f"chunk{chunk}") if shards is not None else None
         chunks = enumerate(iter(lambda it=iter(items): list(islice(it, chunk)), []))
         waiting: dict[Any, int] = {}  # ref -> chunk number
