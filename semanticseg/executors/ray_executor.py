@@ -50,6 +50,9 @@ class _AnnotatorActor:
     def propose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Any:
         return self.annotator.propose(doc, candidates, target_tokens)
 
+    def ready(self) -> bool:
+        return True
+
 
 class _LLMActor:
     """An async actor: every document of one LLM annotator goes through it, so its request limit is global."""
@@ -86,6 +89,7 @@ class RayExecutor:
         self.workers = num_workers or max(1, int(resources.get("CPU", 1)))
         self.gpus = resources.get("GPU", 0.0) if use_gpu else 0.0
         self._task = ray.remote(num_cpus=1)(_apply)
+        self.actor_start_s = 0.0  # spent waiting for annotator actors to load their models (bench_build.py reports it)
 
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], chunk: int = 1, shards: Path | None = None) -> Iterator[Any]:
         """fn(item) for every item, in order, as Ray tasks over chunks of `chunk` items.
@@ -170,7 +174,11 @@ class RayExecutor:
         # GPU shares are floored to Ray's 4-decimal resolution so that n of them never exceed the GPUs there are.
         gpu = math.floor(min(1.0, self.gpus / n) * 1e4) / 1e4 if self.gpus else 0
         cls = ray.remote(num_cpus=1, num_gpus=gpu, max_restarts=2, max_task_retries=2)(_AnnotatorActor)
-        return [cls.remote(make) for _ in range(n)]
+        start = time.perf_counter()
+        actors = [cls.remote(make) for _ in range(n)]
+        ray.get([a.ready.remote() for a in actors])  # all up (in parallel) before the first document is handed out
+        self.actor_start_s += time.perf_counter() - start
+        return actors
 
     def _llm_actor(self, make: Callable[[], Any]) -> Any:
         import ray
