@@ -161,7 +161,8 @@ async def llm_level(docs: list[tuple[Document, Candidates]], n: int, concurrency
     requests = sum(p.meta.get("requests", 0) for p in proposals)
     return {"concurrency": concurrency, "proposals": n, "seconds": seconds, "proposals_per_s": n / seconds,
             "requests_per_s": requests / seconds, "completion_tokens_per_s": sum(p.completion_tokens for p in proposals) / seconds,
-            "ok": sum(p.status == "ok" for p in proposals)}
+            "ok": sum(p.status == "ok" for p in proposals), "prompt_tokens": sum(p.prompt_tokens for p in proposals),
+            "completion_tokens": sum(p.completion_tokens for p in proposals), "doc_tokens": sum(d.n_tokens for d, _ in work)}
 
 
 def llm_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any]]:

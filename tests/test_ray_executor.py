@@ -75,11 +75,18 @@ def two_nodes():
             assert nodes[0].poll() is None, "the Ray head exited"
             time.sleep(0.5)
         nodes.append(_ray_node("--address", address))
-        probe = ("import ray, sys, time; ray.init(address=sys.argv[1], logging_level='ERROR'); deadline = time.time() + 120\n"
+        # Both nodes registered: the head's GCS listens before its raylet has registered, so joining is retried.
+        probe = ("import ray, sys, time\ndeadline = time.time() + 180\n"
+                 "while True:\n"
+                 "    try:\n"
+                 "        ray.init(address=sys.argv[1], logging_level='ERROR'); break\n"
+                 "    except Exception:\n"
+                 "        if time.time() > deadline: raise\n"
+                 "        time.sleep(2)\n"
                  "alive = lambda: len([n for n in ray.nodes() if n['Alive']])\n"
                  "while alive() < 2 and time.time() < deadline: time.sleep(1)\n"
                  "print(alive(), 'nodes alive')")
-        up = subprocess.run([sys.executable, "-c", probe, address], env=_env(), timeout=240, capture_output=True, text=True)
+        up = subprocess.run([sys.executable, "-c", probe, address], env=_env(), timeout=300, capture_output=True, text=True)
         assert "2 nodes alive" in up.stdout, up.stdout + up.stderr[-2000:]
         yield address
     finally:

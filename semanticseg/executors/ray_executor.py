@@ -82,7 +82,8 @@ class RayExecutor:
         if self._started:
             # The workers inherit this environment (PYTHONPATH, caches); tokenizers must not fork-warn in them.
             env = {"TOKENIZERS_PARALLELISM": "false"}
-            ray.init(address=address, num_cpus=None if address else (num_workers or os.cpu_count()),
+            # "local": a new Ray runtime on this machine, never one that `ray start` left running here.
+            ray.init(address=address or "local", num_cpus=None if address else (num_workers or os.cpu_count()),
                      include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                      runtime_env={"env_vars": env})
         resources = ray.cluster_resources()
