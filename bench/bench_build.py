@@ -116,7 +116,7 @@ def build_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any
     for n in [int(w) for w in args.workers.split(",")]:
         row("ray-cpu", n, lambda n=n: RayExecutor(None, n, use_gpu=False))
     if args.gpu:
-        for n in [int(w) for w in args.workers.split(",")]:
+        for n in [int(w) for w in (args.gpu_workers or args.workers).split(",")]:
             row("ray-gpu", n, lambda n=n: RayExecutor(None, n, use_gpu=True))
     shutil.rmtree(root, ignore_errors=True)
     return _finish_build_rows(rows, n_docs, n_tokens, ray_missing=False)
@@ -238,6 +238,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4,8,16", help="Ray worker counts (CPUs of the local Ray runtime)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per row (min / median / max)")
     parser.add_argument("--gpu", action="store_true", help="also rows with the similarity encoder on the GPUs")
+    parser.add_argument("--gpu-workers", default=None, help="worker counts of the GPU rows (default: --workers)")
     parser.add_argument("--build-budget-s", type=float, default=1e9, help="start no build run after this many seconds")
     parser.add_argument("--concurrency", default="1,2,4,8,16,32,64", help="LLM request concurrency levels ('' = no LLM part)")
     parser.add_argument("--llm-base-url", default=None, help="a running OpenAI-compatible server (else --llm-model-dir)")

@@ -18,6 +18,7 @@ set -o pipefail
 P=${1:-.gpu/ray16}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/site
+T0=$(date +%s)
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:/tmp/site SEMANTICSEG_CACHE=/tmp/sscache TOKENIZERS_PARALLELISM=false \
   RAY_USAGE_STATS_ENABLED=0 PYTHONWARNINGS=ignore
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/machine.txt"
@@ -78,8 +79,10 @@ for f in (carried / "smol").iterdir():
 print("SmolLM2 shape ready")
 PY
 
-# Part 1 stops starting runs after 250 s, part 2 starts no level after 430 s (times from the bench's start).
-timeout 470 python3 bench/bench_build.py --categories code --limit 48 --max-tokens 4000 --workers 1,2,4,8,16 --repeats 1 --gpu \
-  --build-budget-s 250 --llm-model-dir /tmp/smol --llm-device cuda --continuous-batching --llm-budget-s 430 \
+# The bench gets what is left of 560 s; part 1 starts no run after 240 s, part 2 no level after LEFT - 50 s.
+LEFT=$((560 - ($(date +%s) - T0)))
+echo "setup took $(( $(date +%s) - T0 )) s; the bench gets $LEFT s" | tee -a "$OUT/deps.log"
+timeout $LEFT python3 bench/bench_build.py --categories code --limit 24 --max-tokens 3000 --workers 1,2,4,8,16 --repeats 1 --gpu --gpu-workers 1,4,16 \
+  --build-budget-s 240 --llm-model-dir /tmp/smol --llm-device cuda --continuous-batching --llm-budget-s $((LEFT - 50)) \
   --out "$OUT/bench_build.json" 2>&1 | grep -v "Loading weights\|it/s\]" | tee "$OUT/bench_build.log"
 echo "exit $?"
