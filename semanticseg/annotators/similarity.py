@@ -28,12 +28,12 @@ def model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-@lru_cache(maxsize=1)
-def load_encoder() -> Any:
-    """The SentenceTransformer, loaded once per process on CPU."""
+@lru_cache(maxsize=2)
+def load_encoder(device: str = "cpu") -> Any:
+    """The SentenceTransformer, loaded once per process and device."""
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(model_dir()), device="cpu")
+    return SentenceTransformer(str(model_dir()), device=device)
 
 
 class SimilarityAnnotator(Annotator):
@@ -41,10 +41,11 @@ class SimilarityAnnotator(Annotator):
 
     name = "similarity"
 
-    def __init__(self, window_tokens: int = 128, batch_size: int = 32) -> None:
+    def __init__(self, window_tokens: int = 128, batch_size: int = 32, device: str = "cpu") -> None:
         if window_tokens < 8:
             raise ValueError("window_tokens must be at least 8")
-        self.window_tokens, self.batch_size = window_tokens, batch_size
+        # device: where the encoder runs (a Ray actor given a GPU share sets "cuda").
+        self.window_tokens, self.batch_size, self.device = window_tokens, batch_size, device
 
     def propose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Proposal:
         """Cuts for doc at similarity valleys under the target-length prior."""
@@ -56,7 +57,7 @@ class SimilarityAnnotator(Annotator):
         # on each side of a candidate is the token-weighted mean of the units within window_tokens.
         bounds = [0, *candidates.offsets, len(doc.text)]
         units = [doc.text[a:b] for a, b in zip(bounds, bounds[1:])]
-        vectors = load_encoder().encode(units, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        vectors = load_encoder(self.device).encode(units, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
         similarities = block_similarities(vectors, candidates.token_offsets, doc.n_tokens, self.window_tokens)
         depths = relative_depths(similarities)
         indices = select_cuts(candidates.token_offsets, depths.tolist(), doc.n_tokens, target_tokens)

@@ -37,6 +37,7 @@ app = typer.Typer()  # this module's commands; cli.py merges them into the `sema
 # The configs the commands' defaults come from (imported only when a command runs or shows its help).
 _COLLECT = "semanticseg.dataset.collect:CollectConfig"
 _BUILD = "semanticseg.dataset.build:BuildConfig"
+_EXECUTOR = "semanticseg.executors:ExecutorConfig"
 
 
 # ---- collect (semanticseg/dataset/collect.py) ----
@@ -145,6 +146,15 @@ def build_cmd(
     window_tokens: int = WINDOW_TOKENS,
     overlap_tokens: int = OVERLAP_TOKENS,
     max_tokens: int = LLM_MAX_TOKENS,
+    executor: str = option(
+        _EXECUTOR, "kind", "--executor",
+        help="Where the per-document work runs: local (this process) or ray (Ray tasks and actors; same outputs).",
+    ),
+    address: str = option(
+        _EXECUTOR, "address", "--address",
+        help="Ray: join this running cluster (auto, HOST:PORT, ray://HOST:10001); unset: start one on this machine.",
+    ),
+    num_workers: int = option(_EXECUTOR, "num_workers", "--num-workers", min=1, help="Ray: CPU workers at once (unset: every CPU of the cluster)."),
 ) -> None:
     """Build categories end to end: collect -> candidates -> propose -> adjudicate -> review -> instances.
 
@@ -155,11 +165,14 @@ def build_cmd(
       semanticseg build --category code
       semanticseg build --all --limit 4 --annotators structure,similarity
       semanticseg build -c web --source online --llm-base-url https://api.openai.com/v1 --llm-model gpt-4o-mini
+      semanticseg build --all --executor ray --num-workers 8          # Ray on this machine
+      semanticseg build --all --executor ray --address HEAD:6379      # a Ray cluster (see docs/scale.md)
 
     The LLM options are `propose`'s; without --llm-base-url the local server runs with the recipe's offline.llm_options.
     """
     from semanticseg.dataset.build import BuildConfig, build
     from semanticseg.dataset.collect import CATEGORIES
+    from semanticseg.executors import ExecutorConfig
     from semanticseg.recipes import load_recipe
 
     recipe = load_recipe(recipe_path)
@@ -183,6 +196,10 @@ def build_cmd(
         label_studio_url=label_studio_url or "",
         force=force,
     )
+    try:
+        runner = ExecutorConfig(**given(kind=executor, address=address, num_workers=num_workers))
+    except ValueError as err:
+        raise fail(str(err)) from None
     token = ""
     if config.label_studio_url:
         from semanticseg.servers.labelstudio_server import connection
@@ -190,7 +207,7 @@ def build_cmd(
         token = connection(work, config.label_studio_url, api_key)[1]
     try:
         with progress_bar() as progress:
-            reports = build(config, recipe, progress, label_studio_api_key=token, llm_options=llm_options)
+            reports = build(config, recipe, progress, label_studio_api_key=token, llm_options=llm_options, executor=runner)
     except (ValueError, RuntimeError, FileNotFoundError) as err:  # EmptySource, ReviewError and SourceMissing among them
         raise fail(str(err)) from None
     _print_build(reports)

@@ -16,6 +16,7 @@ import itertools
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from statistics import mean
 from typing import Any, ClassVar
@@ -132,6 +133,14 @@ def adjudicate_document(doc: Document, candidates: Candidates, proposals: list[P
     return consensus, pairs
 
 
+CHUNK = 32  # documents per task on a distributed executor (milliseconds each)
+
+
+def _adjudicate_one(item: tuple[Document, Candidates, list[Proposal]], threshold: float,
+                    tolerance: int) -> tuple[Consensus, list[PairAgreement]]:
+    return adjudicate_document(*item, threshold, tolerance)
+
+
 def agreement_table(pairs: list[PairAgreement]) -> list[dict[str, Any]]:
     """Mean boundary similarity and F1 per category and annotator pair."""
     groups: dict[tuple[str, str, str], list[PairAgreement]] = defaultdict(list)
@@ -179,8 +188,9 @@ class AdjudicateStage(Stage):
         out = ctx.path(self.output)
         human = {c.doc_id: c for c in read_records(out, Consensus) if c.human_reviewed} if out.exists() else {}
         consensus, pairs = [], []
-        for doc in documents:
-            record, doc_pairs = adjudicate_document(doc, candidates[doc.id], proposals.get(doc.id, []), self.threshold, self.tolerance)
+        work = partial(_adjudicate_one, threshold=self.threshold, tolerance=self.tolerance)
+        items = [(doc, candidates[doc.id], proposals.get(doc.id, [])) for doc in documents]
+        for (record, doc_pairs), doc in zip(ctx.map(work, items, chunk=CHUNK), documents):
             consensus.append(human.get(doc.id, record))
             pairs += doc_pairs
         disputed = awaiting_review(consensus)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from semanticseg.dataset.stage import Stage, StageSummary, run_stage
+from semanticseg.executors import Executor, ExecutorConfig, make_executor
 from semanticseg.io import read_records, write_json
 from semanticseg.progress import NO_PROGRESS, ProgressLike
 from semanticseg.recipes import Recipe
@@ -117,11 +118,12 @@ def _status(summary: StageSummary) -> str:
 
 def build_category(
     category: str, config: BuildConfig, recipe: Recipe, progress: ProgressLike | None = None, overall: Any = None,
-    api_key: str = "", llm_options: dict[str, Any] | None = None,
+    api_key: str = "", llm_options: dict[str, Any] | None = None, executor: Executor | None = None,
 ) -> CategoryReport:
     """Run every stage for one category under WORK/<category>/ and report what it built.
 
     llm_options (base_url, model) point the llm annotator at a server; None: its own default endpoint.
+    executor runs the stages' per-document work (None: this process).
     """
     progress = progress or NO_PROGRESS
     work_dir = Path(config.work_root) / category
@@ -131,7 +133,8 @@ def build_category(
     summaries: dict[str, StageSummary] = {}
     for stage in category_stages(category, config, recipe, api_key, llm_options):
         with _shown(progress, overall, f"{category}: {stage.name}"):
-            summaries[stage.name] = run_stage(stage, work_dir, progress, force=config.force and stage.name in FORCE_REDOES)
+            summaries[stage.name] = run_stage(stage, work_dir, progress, force=config.force and stage.name in FORCE_REDOES,
+                                              executor=executor)
     return _report(category, work_dir, recipe, {name: _status(s) for name, s in summaries.items()}, summaries["instances"])
 
 
@@ -158,12 +161,14 @@ def _report(category: str, work_dir: Path, recipe: Recipe, stages: dict[str, str
 
 
 def build(config: BuildConfig, recipe: Recipe, progress: ProgressLike | None = None, label_studio_api_key: str = "",
-          llm_options: dict[str, Any] | None = None) -> list[CategoryReport]:
+          llm_options: dict[str, Any] | None = None, executor: ExecutorConfig | None = None) -> list[CategoryReport]:
     """Build every category in config.categories; write a build_report.json per category; return the reports.
 
     The Label Studio token is a parameter, not part of the config, so it never lands in a JSON dump. llm_options
     are the llm annotator's (as `propose` takes them); with a base_url (or $OPENAI_BASE_URL) that endpoint is
-    used, else the local server, with the recipe's offline.llm_options under the options given.
+    used, else the local server, with the recipe's offline.llm_options under the options given. executor says
+    where the per-document work runs (None: this process); it is not part of the build config because the
+    outputs are the same whichever executor made them, so a build resumes under another executor.
     """
     llm_options = dict(llm_options or {})
     remote = bool(llm_options.get("base_url") or os.environ.get("OPENAI_BASE_URL"))
@@ -181,13 +186,17 @@ def build(config: BuildConfig, recipe: Recipe, progress: ProgressLike | None = N
         llm_options = {}  # LLM settings key the proposal shards: without an llm annotator they must not change them
     overall = progress.add_task("build", total=len(STAGES) * len(config.categories), info="")
     reports = []
+    runner: Executor | None = None
     try:
+        runner = make_executor(executor or ExecutorConfig())
         for category in config.categories:
-            report = build_category(category, config, recipe, progress, overall, label_studio_api_key, llm_options)
+            report = build_category(category, config, recipe, progress, overall, label_studio_api_key, llm_options, runner)
             report.notes = list(notes)
             write_json(Path(config.work_root) / category / "build_report.json", asdict(report))
             reports.append(report)
     finally:
+        if runner is not None:
+            runner.close()
         if server is not None:
             server.stop()
     return reports

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from statistics import mean
 from typing import Any, ClassVar
@@ -12,6 +13,12 @@ from semanticseg.dataset.stage import Stage, StageContext, StageSummary, run_sta
 from semanticseg.io import read_records, write_records
 from semanticseg.schema import Candidates, Document
 from semanticseg.tokens import DEFAULT_ENCODING
+
+CHUNK = 8  # documents per task on a distributed executor (tens of milliseconds to a second each)
+
+
+def _candidates_of(doc: Document, encoding: str) -> Candidates:
+    return find_candidates(doc.id, doc.text, doc.category, encoding=encoding)
 
 
 @dataclass(slots=True)
@@ -31,8 +38,7 @@ class CandidatesStage(Stage):
         documents: list[Document] = read_records(ctx.path("documents.parquet"), Document)
         records, gaps = [], {}
         task = ctx.progress.add_task("candidates", total=len(documents), info="")
-        for doc in documents:
-            cands = find_candidates(doc.id, doc.text, doc.category, encoding=self.encoding)
+        for cands, doc in zip(ctx.map(partial(_candidates_of, encoding=self.encoding), documents, chunk=CHUNK), documents):
             records.append(cands)
             gaps.setdefault(doc.category, []).append(mean_gap_tokens(cands, doc.n_tokens))
             ctx.progress.advance(task)

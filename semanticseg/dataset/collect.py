@@ -17,7 +17,7 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -157,27 +157,46 @@ def raw_texts(recipe: CategoryRecipe, source: str) -> Iterator[RawText | Skipped
     raise ValueError(f"unknown source {source!r}: use offline or online")
 
 
-def build_documents(
-    texts: Iterable[RawText | Skipped], config: CollectConfig, recipe: CategoryRecipe, licence: str, on_text=None
-) -> tuple[list[Document], dict[str, Any]]:
-    """Normalise, cut, dedup: the documents of a collect run and its summary (dropped counts by reason)."""
+def cut_text(raw: RawText | Skipped, boundary: str, config: CollectConfig) -> list[tuple[str, int]]:
+    """One raw text normalised and cut into pieces, each with its token count (collect's per-text work)."""
+    if isinstance(raw, Skipped):
+        return []
     enc = get_encoding(config.encoding)
     # Cached: a text kept whole is counted by cut() and again here; the cache makes that one encode.
     count = lru_cache(maxsize=8)(lambda s: len(enc.encode(s, disallowed_special=())))
+    pieces = cut(normalise(raw.text), boundary, config.min_tokens, config.max_tokens, count, f"{config.seed}:{raw.source}")
+    return [(piece, count(piece)) for piece in pieces]
+
+
+def build_documents(
+    texts: Iterable[RawText | Skipped], config: CollectConfig, recipe: CategoryRecipe, licence: str, on_text=None,
+    imap: Callable[..., Iterator[Any]] = map,
+) -> tuple[list[Document], dict[str, Any]]:
+    """Normalise, cut, dedup: the documents of a collect run and its summary (dropped counts by reason).
+
+    imap(fn, texts) runs the per-text cutting (an executor's imap; the builtin map here). Dedup and the limit
+    stay in this process, in the texts' order, so every executor keeps the same documents.
+    """
     near = NearDuplicates(config.near_duplicate_jaccard)
     docs: list[Document] = []
     seen_ids: set[str] = set()
     dropped: Counter[str] = Counter()
     n_texts = 0
-    for raw in texts:
+    read: deque[RawText | Skipped] = deque()  # the texts handed to imap whose pieces have not come back yet
+
+    def reading() -> Iterator[RawText | Skipped]:
+        for raw in texts:
+            read.append(raw)
+            yield raw
+
+    results = imap(partial(cut_text, boundary=recipe.boundary, config=config), reading())
+    for cut_pieces in results:
+        raw = read.popleft()
         if isinstance(raw, Skipped):
             dropped[f"file {raw.reason}"] += 1
             continue
         n_texts += 1
-        text = normalise(raw.text)
-        pieces = list(cut(text, recipe.boundary, config.min_tokens, config.max_tokens, count, f"{config.seed}:{raw.source}"))
-        for part, piece in enumerate(pieces):
-            n_tokens = count(piece)
+        for part, (piece, n_tokens) in enumerate(cut_pieces):
             if n_tokens < config.min_tokens:
                 dropped["shorter than min_tokens"] += 1
                 continue
@@ -192,7 +211,7 @@ def build_documents(
             if near.seen(doc_id, piece):
                 dropped["near duplicate"] += 1
                 continue
-            meta = {"origin": raw.source, "part": part, "parts": len(pieces), **raw.meta}
+            meta = {"origin": raw.source, "part": part, "parts": len(cut_pieces), **raw.meta}
             docs.append(Document(doc_id, config.category, raw.source, licence, piece, len(piece), n_tokens, meta))
             if config.limit is not None and len(docs) >= config.limit:
                 break
@@ -200,6 +219,8 @@ def build_documents(
             on_text(len(docs), raw.source)
         if config.limit is not None and len(docs) >= config.limit:
             break
+    if hasattr(results, "close"):
+        results.close()  # stop a distributed imap early: the limit is reached, queued texts are not needed
     if n_texts == 0:
         raise EmptySource(f"{config.category}: the {config.source} source gave no readable text ({dict(dropped)})")
     if not docs:
@@ -252,7 +273,7 @@ class CollectStage(Stage):
                 self.on_text(n_docs, origin)
 
         licence = recipe.offline.licence if config.source == "offline" else recipe.online.licence
-        docs, summary = build_documents(raw_texts(recipe, config.source), config, recipe, licence, on_text)
+        docs, summary = build_documents(raw_texts(recipe, config.source), config, recipe, licence, on_text, ctx.executor.imap)
         write_records(ctx.path(OUTPUT), docs, Document)
         return summary
 

@@ -4,16 +4,16 @@ Resumable at the document level: each (annotator, document) proposal is written 
 shard under WORK/proposals.parts/<settings>/<annotator>/, so Ctrl-C or a crash loses nothing finished and
 a rerun continues; failed proposals are retried on a rerun (their shards are kept until then). Ctrl-C
 stops within about one document and raises Interrupted saying what was kept. LLM annotators run
-concurrently, all documents at once under each annotator's request limit.
+concurrently, all documents at once under each annotator's request limit. Where the annotators run is the
+executor's (semanticseg.executors): this process by default, Ray actors with `build --executor ray`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
-import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,6 +43,10 @@ def build_annotators(specs: list[str], work_dir: Path, llm_options: dict[str, An
     if len(set(names)) != len(names):
         raise ValueError(f"two annotators share a name ({names}); give LLM samples different numbers, e.g. llm#0 llm#1")
     return built
+
+
+def _make_annotator(spec: str, work_dir: Path, llm_options: dict[str, Any]) -> Annotator:
+    return build_annotators([spec], work_dir, llm_options)[0]
 
 
 def _summarise(proposals: list[Proposal], seconds: dict[str, float], tokens: dict[str, int]) -> dict[str, Any]:
@@ -107,26 +111,16 @@ class ProposeStage(Stage):
         results, todo = _pending(built, documents, shard_root, self.retry_failed)
         total = sum(len(v) for v in todo.values())
         task = progress.add_task("propose", total=total, info="") if total else None
-        seconds: dict[str, float] = {}
-        tokens: dict[str, int] = {}
 
-        def record(annotator: Annotator, doc: Document, proposal: Proposal) -> None:
-            write_records(shard_root / _slug(annotator.name) / f"{_slug(doc.id)}.parquet", [proposal], Proposal)
-            results[(annotator.name, doc.id)] = proposal
-            progress.update(task, advance=1, info=f"{annotator.name} {proposal.status}")
+        def record(name: str, doc: Document, proposal: Proposal) -> None:
+            write_records(shard_root / _slug(name) / f"{_slug(doc.id)}.parquet", [proposal], Proposal)
+            results[(name, doc.id)] = proposal
+            progress.update(task, advance=1, info=f"{name} {proposal.status}")
 
+        # A distributed executor builds its own copies of the annotators where it runs them (same specs and options).
+        makers = {a.name: partial(_make_annotator, spec, work_dir, self.llm_options) for spec, a in zip(self.annotators, built)}
         try:
-            # CPU-bound annotators run here, outside the event loop, one document at a time: Ctrl-C interrupts
-            # them at once (inside asyncio.run it would wait for the loop's next await, after every document).
-            for annotator in (a for a in built if not a.name.startswith("llm:")):
-                start = time.perf_counter()
-                for doc in todo.get(annotator.name, []):
-                    record(annotator, doc, annotator.propose(doc, by_id[doc.id], target_tokens))
-                seconds[annotator.name] = time.perf_counter() - start
-                tokens[annotator.name] = sum(d.n_tokens for d in todo.get(annotator.name, []))
-            llms = [a for a in built if a.name.startswith("llm:")]
-            if llms:
-                asyncio.run(_run_llms(llms, todo, by_id, target_tokens, record, seconds, tokens))
+            seconds, tokens = ctx.executor.propose(built, makers, todo, by_id, target_tokens, record)
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted: kept {len(results)} of {len(built) * len(documents)} proposals finished so far "
                               f"in {shard_root}; rerun the same command to resume") from None
@@ -176,20 +170,3 @@ def _pending(built: list[Annotator], documents: list[Document], shard_root: Path
                 continue
             todo.setdefault(annotator.name, []).append(doc)
     return results, todo
-
-
-async def _run_llms(llms: list[Annotator], todo: dict[str, list[Document]], by_id: dict[str, Candidates], target_tokens: int,
-                    record: Any, seconds: dict[str, float], tokens: dict[str, int]) -> None:
-    """Every LLM annotator at once, all its documents concurrently (under its own request limit)."""
-
-    async def one(annotator: Annotator, doc: Document) -> None:
-        record(annotator, doc, await annotator.apropose(doc, by_id[doc.id], target_tokens))
-
-    async def per_annotator(annotator: Annotator) -> None:
-        docs = todo.get(annotator.name, [])
-        start = time.perf_counter()
-        await asyncio.gather(*(one(annotator, doc) for doc in docs))
-        seconds[annotator.name] = time.perf_counter() - start
-        tokens[annotator.name] = sum(d.n_tokens for d in docs)
-
-    await asyncio.gather(*(per_annotator(a) for a in llms))

@@ -14,24 +14,37 @@ shards of documents.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from semanticseg.executors import Executor, LocalExecutor
 from semanticseg.io import fingerprint, is_done, mark_done, read_summary, write_json
 from semanticseg.progress import NO_PROGRESS, ProgressLike
 
 
 @dataclass(slots=True)
 class StageContext:
-    """What a stage runs against: its category's work folder and the progress display."""
+    """What a stage runs against: its category's work folder, the progress display, and the executor that runs
+    its per-document work (this process unless `build --executor ray`)."""
 
     work_dir: Path
     progress: ProgressLike = NO_PROGRESS
+    executor: Executor = field(default_factory=LocalExecutor)
+    stage: str = ""
+    fingerprint: str = ""  # of the stage's settings and inputs: keys the shards a distributed run keeps
 
     def path(self, name: str) -> Path:
         return self.work_dir / name
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], chunk: int = 1) -> Iterator[Any]:
+        """fn(item) for every item, in order, on the executor. A distributed executor keeps each finished chunk under
+        WORK/<stage>.parts/<fingerprint>/ so that a killed run resumes per chunk; they are removed once all are done."""
+        parts = self.path(f"{self.stage}.parts")
+        yield from self.executor.imap(fn, items, chunk, parts / self.fingerprint)
+        shutil.rmtree(parts, ignore_errors=True)
 
 
 @dataclass(slots=True)
@@ -87,15 +100,20 @@ class Stage:
         return read_summary(out) if is_done(out, fp) else None
 
 
-def run_stage(stage: Stage, work_dir: Path, progress: ProgressLike | None = None, force: bool = False) -> StageSummary:
-    """Run one stage in work_dir: fingerprint -> skip when complete (unless force) -> run -> write config -> mark done."""
-    ctx = StageContext(Path(work_dir), progress or NO_PROGRESS)
+def run_stage(stage: Stage, work_dir: Path, progress: ProgressLike | None = None, force: bool = False,
+              executor: Executor | None = None) -> StageSummary:
+    """Run one stage in work_dir: fingerprint -> skip when complete (unless force) -> run -> write config -> mark done.
+
+    executor: where the stage's per-document work runs (None: this process); it never changes the output.
+    """
+    ctx = StageContext(Path(work_dir), progress or NO_PROGRESS, executor or LocalExecutor(), stage.name)
     for name in stage.inputs:
         if not ctx.path(name).exists():
             raise FileNotFoundError(f"{ctx.path(name)} does not exist: run the stage that writes it first")
     settings = stage.settings()
     keyed = settings if stage.version is None else {**settings, "version": stage.version}
     fp = fingerprint(keyed, *(ctx.path(n) for n in stage.inputs)) if stage.output else ""
+    ctx.fingerprint = fp
     if not force and (details := stage.done(ctx, fp)) is not None:
         return StageSummary(stage.name, True, details)
     details = stage.run(ctx)

