@@ -49,10 +49,11 @@ for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
 PY
 
 if ! timeout 60 python3 -c "import ray" 2>/dev/null; then
-  if python3 -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))"; then
+  RAYPY=$(cat "$P/ray.python" 2>/dev/null || echo 3.11)  # the CPython the carried Ray was built for
+  if python3 -c "import sys; sys.exit('%d.%d' % sys.version_info[:2] != sys.argv[1])" "$RAYPY"; then
     timeout 90 python3 -c "import tarfile, sys; tarfile.open(sys.argv[1]).extractall('/tmp/site')" "$P/ray.tar.gz"
   else
-    echo "no Ray here and the carried Ray is for CPython 3.11 only" | tee -a "$OUT/deps.log"
+    echo "no Ray here and the carried Ray is for CPython $RAYPY only" | tee -a "$OUT/deps.log"
   fi
 fi
 timeout 60 python3 -c "import ray; print('ray', ray.__version__, ray.__file__)" 2>&1 | tail -1 | tee -a "$OUT/deps.log"
@@ -80,7 +81,7 @@ print("SmolLM2 shape ready")
 PY
 
 # The bench gets what is left of 560 s; part 1 starts no run after 240 s, part 2 no level after LEFT - 50 s.
-LEFT=$((560 - ($(date +%s) - T0)))
+LEFT=$((${TOTAL_S:-560} - ($(date +%s) - T0)))
 echo "setup took $(( $(date +%s) - T0 )) s; the bench gets $LEFT s" | tee -a "$OUT/deps.log"
 timeout $LEFT python3 bench/bench_build.py --categories code --limit 24 --max-tokens 3000 --workers 1,2,4,8,16 --repeats 1 --gpu --gpu-workers 1,4,16 \
   --build-budget-s 240 --llm-model-dir /tmp/smol --llm-device cuda --continuous-batching --llm-budget-s $((LEFT - 50)) \
