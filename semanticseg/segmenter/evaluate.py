@@ -179,6 +179,20 @@ def markdown(results: dict[str, Any]) -> str:
     text = f"Reference mean block length (validation): {results['reference_mean_block_tokens']:.0f} tokens.\n\n### Overall\n\n" + head
     text += "".join(line(n, m["overall"], m["target"]) for n, m in methods.items())
     cats = sorted({c for m in methods.values() for c in m["categories"]})
+    text += "\n### Pk / boundary F1 per category (best of each in bold)\n\n| category (documents) | " + " | ".join(methods) + " |\n"
+    text += "|---|" + "---|" * len(methods) + "\n"
+    for cat in cats:
+        parts = {n: m["categories"][cat] for n, m in methods.items() if cat in m["categories"]}
+        best_pk, best_f1 = min(p["pk"] for p in parts.values()), max(p["f1"] for p in parts.values())
+
+        def cell(part: dict[str, Any] | None) -> str:
+            if part is None:
+                return "-"
+            pk_text, f1_text = f"{part['pk']:.3f}", f"{part['f1']:.3f}"
+            return (f"**{pk_text}**" if part["pk"] == best_pk else pk_text) + " / " + (f"**{f1_text}**" if part["f1"] == best_f1 else f1_text)
+
+        docs = max(p["documents"] for p in parts.values())
+        text += f"| {cat} ({docs}) | " + " | ".join(cell(parts.get(n)) for n in methods) + " |\n"
     for cat in cats:
         text += f"\n### {cat}\n\n" + head
         text += "".join(line(n, m["categories"][cat], m["target"]) for n, m in methods.items() if cat in m["categories"])
