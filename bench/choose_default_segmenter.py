@@ -68,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("bench_data"))
     parser.add_argument("--base", type=Path, default=Path("runs/default_segmenter"), help="the build's training folder (model + cache)")
+    parser.add_argument("--model", type=Path, default=None, help="the head to decode (default: the one in --base)")
     parser.add_argument("--out", type=Path, default=Path("runs/choose"))
     parser.add_argument("--retrain", action="store_true", help="also train the head variants (minutes each)")
     args = parser.parse_args()
@@ -77,11 +78,11 @@ def main() -> None:
     base_val = torch.load(args.base / "cache" / "validation.pt", weights_only=True)["items"]
     n_train, n_val = len(authored["train"]), len(authored["validation"])
     parts = {"all": base_val, "authored": base_val[:n_val], "concat": base_val[n_val:]}
-    net = Segmenter.load(args.base).net
+    net = Segmenter.load(args.model or args.base).net
     results = {"base": _scores(net, parts)}
     print("base", results["base"], flush=True)
     for weight in (1.0, 0.3):
-        table = bias_table(net, base_val, weight)
+        table = bias_table(net, base_val, weight, targets=(256, 512, 1024, 2048))  # around the references' means
         results[f"bias, prior {weight}"] = _scores(net, parts, table, weight) | {"bias_by_target": table}
         print(f"bias, prior {weight}", results[f"bias, prior {weight}"], flush=True)
     if args.retrain:

@@ -125,13 +125,13 @@ def validation_score(net: BoundaryNet, items: list, target_tokens: float, tolera
     return float(np.mean(scores))
 
 
-def bias_table(net: BoundaryNet, items: list, prior_weight: float = 1.0) -> dict[str, float]:
-    """decode.fit_bias on items (validation) at each of BIAS_TARGETS: SegmenterConfig.bias_by_target."""
+def bias_table(net: BoundaryNet, items: list, prior_weight: float = 1.0, targets: tuple[int, ...] = BIAS_TARGETS) -> dict[str, float]:
+    """decode.fit_bias on items (validation) at each of targets: SegmenterConfig.bias_by_target."""
     docs = []
     for (*_, positions), probs in zip(items, _probabilities(net, items)):
         probs = np.clip(probs, 1e-6, 1 - 1e-6)
         docs.append((positions[:-1].tolist(), int(positions[-1]), np.log(probs / (1 - probs)).tolist()))
-    return {str(target): round(fit_bias(docs, target, prior_weight), 4) for target in BIAS_TARGETS}
+    return {str(target): round(fit_bias(docs, target, prior_weight), 4) for target in targets}
 
 
 def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
