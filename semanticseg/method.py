@@ -15,6 +15,7 @@ class Method:
     """A segmentation method: prepare once per text, then cut at any granularity."""
 
     name: str
+    store: Any = None  # an EmbeddingStore (segmenter.units) where embeddings are kept across texts and runs (evaluate's --embedding-cache)
 
     def prepare(self, text: str, category: str) -> Any:
         """Granularity-free work for text (default: the text and its token starts)."""

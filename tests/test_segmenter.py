@@ -55,6 +55,28 @@ def test_decode_tracks_target_and_threshold_mode():
     assert decode(offsets, n, strong, target_tokens=None) == list(range(0, len(offsets), 10))
 
 
+def test_fitted_bias_keeps_the_corpus_mean_on_target_and_lets_documents_differ():
+    from semanticseg.segmenter.decode import fit_bias
+    from semanticseg.segmenter.model import decode_probabilities
+
+    rng = random.Random(0)
+    docs = []
+    for strong in (2, 12):  # a document with 2 clear boundaries, one with 12, the same length
+        offsets = list(range(20, 4000, 20))
+        scores = [rng.uniform(-6, -3) for _ in offsets]
+        for k in rng.sample(range(len(offsets)), strong):
+            scores[k] = 4.0
+        docs.append((offsets, 4000, scores))
+    bias = fit_bias(docs, 500)
+    blocks = [len(decode(o, n, [s + bias for s in sc], 500, calibrate=False)) + 1 for o, n, sc in docs]
+    assert abs(sum(blocks) - 16) <= 1  # 8000 tokens / 500
+    assert blocks[1] > blocks[0] + 4  # per-document calibration would give both 8
+    probs = 1 / (1 + np.exp(-np.array(docs[1][2])))
+    table = {"250": fit_bias(docs, 250), "500": bias, "1000": fit_bias(docs, 1000)}
+    assert table["250"] > table["500"] > table["1000"]
+    assert len(decode_probabilities(docs[1][0], 4000, probs, 500, bias_by_target=table)) == blocks[1] - 1
+
+
 def test_decode_least_violation_when_constraints_cannot_hold():
     # One candidate in 10k tokens: max_tokens 1000 cannot hold; still one segmentation, never an error.
     assert decode([5000], 10_000, [1.0], target_tokens=500, max_tokens=1000) == [0]
@@ -160,6 +182,47 @@ def test_tiny_segmenter_trains_resumes_and_round_trips(tmp_path):
     assert all(b.n_tokens <= 1500 for b in giant_blocks)
     with pytest.raises(ValueError):
         seg.segment(text, threshold=1.5)
+
+
+@pytest.mark.slow
+def test_training_is_seeded_two_runs_give_the_same_weights(tmp_path):
+    import hashlib
+
+    from semanticseg.segmenter.train import TrainConfig, train
+
+    instances = concat_instances(_docs(), per_category=6, passage_tokens=(60, 200), passages_per_instance=(3, 4))
+    write_splits(split_instances(instances), tmp_path / "data")
+    digests = []
+    for run in ("a", "b"):  # each from scratch: its own embedding cache, checkpoint and weights
+        config = TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / run), hidden=16, layers=2, epochs=3, device="cpu",
+                             voter_target_tokens=0)
+        summary = train(config)
+        digests.append((hashlib.sha256((tmp_path / run / "model.safetensors").read_bytes()).hexdigest(), summary["history"]))
+    assert digests[0] == digests[1]
+
+
+@pytest.mark.slow
+def test_embedding_store_gives_the_encoders_vectors_once():
+    from semanticseg.segmenter.units import EmbeddingStore, doc_units, embed_units, load_encoder
+
+    text = _docs()[0].text
+    units = doc_units(text, "technical_docs")
+    encoder = load_encoder("minilm")
+    calls = []
+
+    class Counting:  # the real encoder, counting the texts it is asked to embed
+        tokenizer = encoder.tokenizer
+
+        def encode(self, texts, **kwargs):
+            calls.append(len(texts))
+            return encoder.encode(texts, **kwargs)
+
+    store = EmbeddingStore(":memory:")
+    direct = embed_units(units, encoder, 32)
+    first = embed_units(units, Counting(), 32, store=store)
+    again = embed_units(units, Counting(), 32, store=store)
+    assert np.allclose(first, direct, atol=1e-5) and np.array_equal(first, again)
+    assert len(calls) == 1 and calls[0] <= len(units.offsets) + 1  # the second call found every text in the store
 
 
 def test_segment_cli_baseline_streams_files_and_rejects_binary(tmp_path):

@@ -156,6 +156,14 @@ def evaluate_cmd(
                                 "chonkie-recursive, langchain-semantic, llamaindex-semantic."),
     tolerance: int | None = option(_EVALUATE, "tolerance_tokens", "--tolerance", min=0, help="Boundary F1: a cut within this many tokens of a reference cut counts."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N documents of each split (quick runs)."),
+    tune_documents: int | None = typer.Option(None, "--tune-documents", min=1, help="Tune each method's target on a seeded sample of N "
+                                              "validation documents instead of all (recorded in eval_config.json)."),
+    test_documents: int | None = typer.Option(None, "--test-documents", min=1, help="Score a seeded sample of N documents of --split "
+                                              "instead of all (for methods too slow for all of it; recorded in eval_config.json)."),
+    seed: int | None = option(_EVALUATE, "seed", "--seed", help="Seed of the --tune-documents and --test-documents samples."),
+    embedding_cache: Path | None = typer.Option(None, "--embedding-cache", help="sqlite file where every method keeps its embeddings by "
+                                                "text: a text is embedded once across methods, splits, processes and runs (tokens/s then "
+                                                "count its hits)."),
 ) -> None:
     """Compare the segmenter with every baseline at matched granularity: Pk, WindowDiff, boundary F1, tokens/s.
 
@@ -164,6 +172,7 @@ def evaluate_cmd(
     Examples:
       semanticseg evaluate --data release/data --model models/segmenter
       semanticseg evaluate --data release/data --methods fixed,structure --limit 20
+      semanticseg evaluate --data bench_data/authored --model default --embedding-cache runs/embeddings.sqlite
     """
     from semanticseg.segmenter.evaluate import EvalConfig, evaluate
 
@@ -171,7 +180,9 @@ def evaluate_cmd(
     if model is None:
         names = [n for n in names if n != "segmenter"]
     config = EvalConfig(data=str(data), out=str(out), model=str(model) if model else None, methods=names, limit=limit,
-                        **given(split=split, tolerance_tokens=tolerance))
+                        tune_documents=tune_documents, test_documents=test_documents,
+                        embedding_cache=str(embedding_cache) if embedding_cache else None,
+                        **given(split=split, tolerance_tokens=tolerance, seed=seed))
     try:
         with progress_bar() as progress:
             evaluate(config, progress)

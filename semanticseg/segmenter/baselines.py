@@ -110,7 +110,7 @@ class EmbeddingSimilarity(Method):
         units = doc_units(text, category)
         if not units.offsets:
             return units, np.zeros(0)
-        vectors = embed_units(units, load_encoder(self.encoder), self.max_unit_tokens)
+        vectors = embed_units(units, load_encoder(self.encoder), self.max_unit_tokens, store=self.store)
         sims = []
         for i in range(1, len(vectors)):
             left = vectors[max(0, i - self.context) : i].mean(0)
@@ -135,7 +135,7 @@ class TrainedSegmenter(Method):
 
     def prepare(self, text: str, category: str) -> Any:
         units = doc_units(text, category, self.model.config.encoding)
-        return units, self.model.probabilities(units)
+        return units, self.model.probabilities(units, self.store)
 
     def cut(self, prepared: Any, target_tokens: int) -> list[int]:
         units, probs = prepared

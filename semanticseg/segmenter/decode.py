@@ -108,3 +108,24 @@ def decode(
             return trial
         lo_b, hi_b = (mid, hi_b) if len(trial) < want else (lo_b, mid)
     return best
+
+
+def fit_bias(documents: Sequence[tuple[Sequence[int], int, Sequence[float]]], target_tokens: int, prior_weight: float = 1.0) -> float:
+    """The one bias (added to every score) under which `decode` without per-document calibration gives these
+    documents (token_offsets, n_tokens, scores) a mean block length of target_tokens over all of them.
+
+    Per-document calibration gives every document round(n_tokens / target) blocks; a bias fitted over a
+    corpus instead lets a document with many strong boundaries have more blocks and one with few have
+    fewer, while the corpus mean stays on target."""
+    total = sum(n for _, n, _ in documents)
+    want = max(total / target_tokens, len(documents))
+
+    def blocks(bias: float) -> int:
+        return sum(len(decode(o, n, [s + bias for s in scores], target_tokens, prior_weight=prior_weight, calibrate=False)) + 1
+                   for o, n, scores in documents)
+
+    lo, hi = -64.0, 64.0
+    for _ in range(16):  # more bias, more blocks
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if blocks(mid) < want else (lo, mid)
+    return (lo + hi) / 2

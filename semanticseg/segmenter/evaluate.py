@@ -1,8 +1,12 @@
 """One evaluation harness for every method: Pk, WindowDiff, boundary F1 and speed, per category and overall.
 
-Granularity is matched before comparing: each method's target is tuned on the validation split so its
-mean block length is closest to the reference mean block length (a multiplier grid over the reference
-mean), then the method runs once on the test split with that target, timed end to end. Metrics are
+Granularity is matched before comparing: each method's target is tuned on the validation split (or a seeded
+sample of it, `tune_documents`; the reference mean is always all of validation's; `test_documents` likewise
+scores a seeded sample of the test split, for methods too slow for all of it) so its mean block length
+is closest to the reference mean block length (a multiplier grid over the reference mean), then the method
+runs once on the test split with that target, timed end to end. With `embedding_cache` every method keeps
+its embeddings in one store, so a text is embedded once across tuning, test and later runs (tokens/s then
+count the store's hits: compare speeds with bench/bench_segmenter.py). Metrics are
 computed on token positions (cl100k_base), Pk and WindowDiff with k = half the mean reference block length
 of each document, boundary F1 with a tolerance in tokens. Outputs: results.json, results.md (tables),
 quality_vs_speed.png, eval_config.json.
@@ -10,6 +14,7 @@ quality_vs_speed.png, eval_config.json.
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,6 +26,7 @@ from semanticseg.metrics import boundary_f1, pk, token_positions, window_diff
 from semanticseg.schema import Instance
 from semanticseg.segmenter.baselines import Method, get_methods
 from semanticseg.segmenter.data import load_splits
+from semanticseg.segmenter.units import EmbeddingStore
 from semanticseg.tokens import token_starts
 
 MULTIPLIERS = (0.4, 0.55, 0.7, 0.85, 1.0, 1.2, 1.45, 1.75, 2.1)
@@ -41,6 +47,17 @@ class EvalConfig:
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     tolerance_tokens: int = 20
     limit: int | None = None  # documents per split, for quick runs
+    tune_documents: int | None = None  # tune on a seeded sample of this many validation documents (None: all of them)
+    test_documents: int | None = None  # score a seeded sample of this many documents of the split (None: all of them)
+    seed: int = 0
+    embedding_cache: str | None = None  # sqlite file of embeddings by text, shared by methods, processes and runs
+
+
+def sample(instances: list[Instance], n: int | None, seed: int) -> list[Instance]:
+    """A seeded sample of n instances, in their order (all of them when n is None or not smaller)."""
+    if not n or n >= len(instances):
+        return instances
+    return [instances[k] for k in sorted(random.Random(seed).sample(range(len(instances)), n))]
 
 
 def mean_block_tokens(instances: list[Instance]) -> float:
@@ -98,9 +115,14 @@ def evaluate(config: EvalConfig, progress: Any = None) -> dict[str, Any]:
             raise ValueError(f"{config.data}: no {needed!r} split (found {sorted(splits)})")
     validation, test = splits["validation"][: config.limit], splits[config.split][: config.limit]
     reference_mean = mean_block_tokens(validation)
+    validation, test = sample(validation, config.tune_documents, config.seed), sample(test, config.test_documents, config.seed)
     methods = get_methods(config.methods, config.model)
+    store = EmbeddingStore(config.embedding_cache) if config.embedding_cache else None
+    for method in methods:
+        method.store = store
     task = progress.add_task("evaluate", total=len(methods), info="") if progress else None
-    results: dict[str, Any] = {"reference_mean_block_tokens": reference_mean, "methods": {}}
+    results: dict[str, Any] = {"reference_mean_block_tokens": reference_mean, "tuned_on_documents": len(validation),
+                               "test_documents": len(test), "methods": {}}
     for method in methods:
         if progress:
             progress.update(task, info=method.name)
@@ -157,6 +179,20 @@ def markdown(results: dict[str, Any]) -> str:
     text = f"Reference mean block length (validation): {results['reference_mean_block_tokens']:.0f} tokens.\n\n### Overall\n\n" + head
     text += "".join(line(n, m["overall"], m["target"]) for n, m in methods.items())
     cats = sorted({c for m in methods.values() for c in m["categories"]})
+    text += "\n### Pk / boundary F1 per category (best of each in bold)\n\n| category (documents) | " + " | ".join(methods) + " |\n"
+    text += "|---|" + "---|" * len(methods) + "\n"
+    for cat in cats:
+        parts = {n: m["categories"][cat] for n, m in methods.items() if cat in m["categories"]}
+        best_pk, best_f1 = min(p["pk"] for p in parts.values()), max(p["f1"] for p in parts.values())
+
+        def cell(part: dict[str, Any] | None) -> str:
+            if part is None:
+                return "-"
+            pk_text, f1_text = f"{part['pk']:.3f}", f"{part['f1']:.3f}"
+            return (f"**{pk_text}**" if part["pk"] == best_pk else pk_text) + " / " + (f"**{f1_text}**" if part["f1"] == best_f1 else f1_text)
+
+        docs = max(p["documents"] for p in parts.values())
+        text += f"| {cat} ({docs}) | " + " | ".join(cell(parts.get(n)) for n in methods) + " |\n"
     for cat in cats:
         text += f"\n### {cat}\n\n" + head
         text += "".join(line(n, m["categories"][cat], m["target"]) for n, m in methods.items() if cat in m["categories"])

@@ -24,7 +24,16 @@ from torch import nn
 
 from semanticseg.errors import UserError, validated
 from semanticseg.segmenter.decode import decode
-from semanticseg.segmenter.units import N_FEATURES, OFFLINE_ENCODER, Units, doc_units, embed_units, load_encoder, unit_features
+from semanticseg.segmenter.units import (
+    N_FEATURES,
+    OFFLINE_ENCODER,
+    EmbeddingStore,
+    Units,
+    doc_units,
+    embed_units,
+    load_encoder,
+    unit_features,
+)
 from semanticseg.segmenter.voters import N_VOTER_FEATURES, voter_features
 from semanticseg.tokens import DEFAULT_ENCODING, span_tokens, token_starts
 
@@ -44,6 +53,10 @@ class SegmenterConfig:
     max_unit_tokens: int = 32
     encoding: str = DEFAULT_ENCODING
     voter_target_tokens: int = 0  # > 0: the offline annotators' rules at this target are inputs (voters.py); 0: off
+    # Granularity by a bias fitted on validation per target (decode.fit_bias; keys are targets), interpolated in
+    # log target; empty: every document gets round(n_tokens / target) blocks.
+    bias_by_target: dict[str, float] = field(default_factory=dict)
+    prior_weight: float = 1.0  # the length prior's weight in decode
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -127,8 +140,10 @@ def depth_scores(curves: torch.Tensor) -> torch.Tensor:
 
 
 def decode_probabilities(token_offsets: list[int], n_tokens: int, probs: np.ndarray, target_tokens: int | None = 512,
-                         min_tokens: int | None = None, max_tokens: int | None = None, threshold: float | None = None) -> list[int]:
-    """Indices of the candidates (at token_offsets) to cut at: boundary log-odds decoded by `decode`."""
+                         min_tokens: int | None = None, max_tokens: int | None = None, threshold: float | None = None,
+                         bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0) -> list[int]:
+    """Indices of the candidates (at token_offsets) to cut at: boundary log-odds decoded by `decode` (with a
+    bias table, the target's fitted bias instead of a per-document block count)."""
     probs = np.clip(probs, 1e-6, 1 - 1e-6)
     scores = np.log(probs / (1 - probs))
     if threshold is not None:
@@ -136,7 +151,12 @@ def decode_probabilities(token_offsets: list[int], n_tokens: int, probs: np.ndar
             raise ValueError("threshold must be between 0 and 1")
         scores = scores - math.log(threshold / (1 - threshold))
         target_tokens = None
-    return decode(token_offsets, n_tokens, scores.tolist(), target_tokens, min_tokens, max_tokens)
+    if target_tokens and bias_by_target:
+        targets = sorted(bias_by_target, key=float)
+        bias = float(np.interp(math.log(target_tokens), [math.log(float(k)) for k in targets], [bias_by_target[k] for k in targets]))
+        return decode(token_offsets, n_tokens, (scores + bias).tolist(), target_tokens, min_tokens, max_tokens,
+                      prior_weight=prior_weight, calibrate=False)
+    return decode(token_offsets, n_tokens, scores.tolist(), target_tokens, min_tokens, max_tokens, prior_weight=prior_weight)
 
 
 DEFAULT_MODEL = "default"
@@ -211,20 +231,21 @@ class Segmenter:
         (path / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
         save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(path / "model.safetensors"))
 
-    def inputs(self, units: Units) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The network inputs for units: embeddings, unit features, voter features (the encoder is the costly part)."""
+    def inputs(self, units: Units, store: EmbeddingStore | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The network inputs for units: embeddings (from store where it has them), unit features, voter features
+        (the encoder is the costly part)."""
         encoder = load_encoder(self.config.encoder, backend=self.backend)
-        embeddings = np.asarray(embed_units(units, encoder, self.config.max_unit_tokens), dtype=np.float32)
+        embeddings = np.asarray(embed_units(units, encoder, self.config.max_unit_tokens, store=store), dtype=np.float32)
         target = self.config.voter_target_tokens
         voters = voter_features(embeddings, units.kinds, units.token_offsets, units.n_tokens, target) if target else np.zeros((len(units.offsets), 0), np.float32)
         return torch.from_numpy(embeddings), torch.from_numpy(unit_features(units)), torch.from_numpy(voters)
 
     @torch.inference_mode()
-    def probabilities(self, units: Units) -> np.ndarray:
-        """P(a block starts at candidate i) for every candidate of units."""
+    def probabilities(self, units: Units, store: EmbeddingStore | None = None) -> np.ndarray:
+        """P(a block starts at candidate i) for every candidate of units (embeddings from store where it has them)."""
         if not units.offsets:
             return np.zeros(0, dtype=np.float32)
-        inputs = self.inputs(units)
+        inputs = self.inputs(units, store)
         # The head is small: on one thread it skips OpenMP's hand-offs, which cost more than its work on a busy CPU.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -255,11 +276,11 @@ class Segmenter:
         units = doc_units(text, category, self.config.encoding)
         return self.blocks(units, self.cut_indices(units, self.probabilities(units), target_tokens, min_tokens, max_tokens, threshold))
 
-    @staticmethod
-    def cut_indices(units: Units, probs: np.ndarray, target_tokens: int | None = 512, min_tokens: int | None = None,
+    def cut_indices(self, units: Units, probs: np.ndarray, target_tokens: int | None = 512, min_tokens: int | None = None,
                     max_tokens: int | None = None, threshold: float | None = None) -> list[int]:
-        """Indices of the candidates to cut at, from probabilities, by `decode`."""
-        return decode_probabilities(units.token_offsets, units.n_tokens, probs, target_tokens, min_tokens, max_tokens, threshold)
+        """Indices of the candidates to cut at, from probabilities, by `decode` (with the config's fitted biases)."""
+        return decode_probabilities(units.token_offsets, units.n_tokens, probs, target_tokens, min_tokens, max_tokens, threshold,
+                                    self.config.bias_by_target, self.config.prior_weight)
 
     def blocks(self, units: Units, indices: list[int]) -> list[Block]:
         """Blocks of units.text cut at the candidates at indices."""

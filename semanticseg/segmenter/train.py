@@ -24,8 +24,9 @@ from semanticseg.io import atomic_path, fingerprint, write_json
 from semanticseg.metrics import boundary_f1, pk
 from semanticseg.schema import Instance
 from semanticseg.segmenter.data import load_splits
+from semanticseg.segmenter.decode import fit_bias
 from semanticseg.segmenter.model import BoundaryNet, Segmenter, SegmenterConfig, decode_probabilities
-from semanticseg.segmenter.units import Units, doc_units
+from semanticseg.segmenter.units import EmbeddingStore, Units, doc_units
 
 
 @dataclass
@@ -49,6 +50,8 @@ class TrainConfig:
     encoding: str = "cl100k_base"
     max_documents: int | None = None  # per split at most this many documents (seeded sample): bounds the embedding time
     voter_target_tokens: int = 512  # the release recipe's blocks.target_tokens, where its annotators aimed; 0: no voter features
+    fit_bias: bool = False  # after training, fit a decoding bias per target on validation (SegmenterConfig.bias_by_target)
+    prior_weight: float = 1.0  # the length prior's weight when decoding
 
 
 def instance_units(inst: Instance, encoding: str) -> tuple[Units, np.ndarray]:
@@ -65,9 +68,10 @@ def cache_key(instances: list[Instance], config: SegmenterConfig) -> str:
                         "ids": [i.id for i in instances], "cuts": [i.cuts for i in instances]})
 
 
-def prepare(instances: list[Instance], segmenter: Segmenter, cache: Path, progress: Any = None) -> list[tuple[Any, ...]]:
+def prepare(instances: list[Instance], segmenter: Segmenter, cache: Path, progress: Any = None,
+            store: EmbeddingStore | None = None) -> list[tuple[Any, ...]]:
     """(embeddings, features, voter features, labels, token positions of the candidates then n_tokens) per
-    instance with candidates, cached at cache."""
+    instance with candidates, cached at cache; texts already in store are not embedded again."""
     import torch
 
     key = cache_key(instances, segmenter.config)
@@ -81,7 +85,7 @@ def prepare(instances: list[Instance], segmenter: Segmenter, cache: Path, progre
         units, labels = instance_units(inst, segmenter.config.encoding)
         if units.offsets:
             positions = torch.tensor([*units.token_offsets, units.n_tokens], dtype=torch.int64)
-            items.append((*segmenter.inputs(units), torch.from_numpy(labels), positions))
+            items.append((*segmenter.inputs(units, store), torch.from_numpy(labels), positions))
         if progress:
             progress.advance(task)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -97,18 +101,37 @@ def _loss(net: BoundaryNet, items: list, pos_weight: Any) -> Any:
     return torch.stack(losses).mean()
 
 
-def validation_score(net: BoundaryNet, items: list, target_tokens: float, tolerance: int = 20) -> float:
-    """Mean over documents of boundary F1 - Pk (token positions) when decoded at target_tokens, as evaluate does."""
+BIAS_TARGETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
+
+def _probabilities(net: BoundaryNet, items: list) -> list[np.ndarray]:
     import torch
 
+    with torch.no_grad():  # as Segmenter.probabilities gives them
+        return [torch.sigmoid(net(e, f, v)).cpu().numpy() for e, f, v, _, _ in items]
+
+
+def validation_score(net: BoundaryNet, items: list, target_tokens: float, tolerance: int = 20,
+                     bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0) -> float:
+    """Mean over documents of boundary F1 - Pk (token positions) when decoded at target_tokens, as evaluate does."""
     scores = []
-    for embeddings, features, voters, labels, positions in items:
+    for (*_, labels, positions), probs in zip(items, _probabilities(net, items)):
         offsets, n_tokens = positions[:-1].tolist(), int(positions[-1])
-        probs = torch.sigmoid(net(embeddings, features, voters)).cpu().numpy()  # as Segmenter.probabilities gives them
-        hypothesis = [offsets[i] for i in decode_probabilities(offsets, n_tokens, probs, max(round(target_tokens), 1))]
+        cuts = decode_probabilities(offsets, n_tokens, probs, max(round(target_tokens), 1), bias_by_target=bias_by_target,
+                                    prior_weight=prior_weight)
+        hypothesis = [offsets[i] for i in cuts]
         reference = [o for o, label in zip(offsets, labels.tolist()) if label]
         scores.append(boundary_f1(reference, hypothesis, tolerance).f1 - pk(reference, hypothesis, n_tokens))
     return float(np.mean(scores))
+
+
+def bias_table(net: BoundaryNet, items: list, prior_weight: float = 1.0, targets: tuple[int, ...] = BIAS_TARGETS) -> dict[str, float]:
+    """decode.fit_bias on items (validation) at each of targets: SegmenterConfig.bias_by_target."""
+    docs = []
+    for (*_, positions), probs in zip(items, _probabilities(net, items)):
+        probs = np.clip(probs, 1e-6, 1 - 1e-6)
+        docs.append((positions[:-1].tolist(), int(positions[-1]), np.log(probs / (1 - probs)).tolist()))
+    return {str(target): round(fit_bias(docs, target, prior_weight), 4) for target in targets}
 
 
 def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
@@ -137,8 +160,11 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     seg = Segmenter(SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
                                     max_unit_tokens=config.max_unit_tokens, encoding=config.encoding,
                                     voter_target_tokens=config.voter_target_tokens))
-    train_items = prepare(splits["train"], seg, out / "cache" / "train.pt", progress)
-    val_items = prepare(splits["validation"], seg, out / "cache" / "validation.pt", progress)
+    # One store for both splits: the concatenation instances are passages of the authored ones, so most of their
+    # units are embedded once.
+    store = EmbeddingStore(":memory:")
+    train_items = prepare(splits["train"], seg, out / "cache" / "train.pt", progress, store)
+    val_items = prepare(splits["validation"], seg, out / "cache" / "validation.pt", progress, store)
     if device == "cpu":
         # After embedding (the encoder's large matrix products use every core): the head's operations are
         # small, intra-op threads mostly wait for each other, and on a shared 2-core machine an epoch took
@@ -187,6 +213,9 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
             progress.update(task, completed=state["epoch"], info=f"val F1-Pk {val_score:.3f} (best {state['best_score']:.3f}), loss {val_loss:.3f}")
     net.load_state_dict(state["best_state"])
     seg.net = net.cpu().eval()
+    seg.config.prior_weight = config.prior_weight
+    if config.fit_bias:
+        seg.config.bias_by_target = bias_table(seg.net, [tuple(x.cpu() for x in item) for item in val_items], config.prior_weight)
     seg.save(out)
     n_params = sum(p.numel() for p in net.parameters())
     summary = {"epochs": state["epoch"], "best_val_score": state["best_score"], "history": state["history"], "device": device,

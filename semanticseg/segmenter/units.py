@@ -7,9 +7,11 @@ the start of a unit says most about whether a new block starts there, and it bou
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,40 @@ class Units:
     def spans(self) -> list[tuple[int, int]]:
         bounds = [0, *self.offsets, len(self.text)]
         return list(zip(bounds, bounds[1:]))
+
+
+class EmbeddingStore:
+    """Embeddings by (namespace, text) in sqlite: on disk it is safe to share between processes and loses
+    nothing on a crash; ":memory:" dedups within one process. The namespace names the encoder and its settings."""
+
+    def __init__(self, path: str | Path) -> None:
+        import sqlite3
+
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), timeout=60)
+        self.db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB)")
+
+    @staticmethod
+    def _key(namespace: str, text: str) -> str:
+        return hashlib.sha256(f"{namespace}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
+
+    def get(self, namespace: str, texts: list[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of those texts that have one."""
+        keys = {self._key(namespace, t): t for t in texts}
+        found = {}
+        items = list(keys)
+        for i in range(0, len(items), 500):  # sqlite's limit on bound parameters
+            part = items[i : i + 500]
+            rows = self.db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(part))})", part)
+            found.update({keys[k]: np.frombuffer(v, dtype=np.float32) for k, v in rows})
+        return found
+
+    def put(self, namespace: str, vectors: dict[str, np.ndarray]) -> None:
+        """Store vectors by text."""
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                                [(self._key(namespace, t), np.asarray(v, np.float32).tobytes()) for t, v in vectors.items()])
 
 
 def doc_units(text: str, category: str = "unknown", encoding: str = DEFAULT_ENCODING) -> Units:
@@ -89,8 +125,18 @@ def load_encoder(name: str = OFFLINE_ENCODER, device: str = "cpu", backend: str 
     return SentenceTransformer(resolve_encoder(name), device=device)
 
 
-def embed_units(units: Units, encoder: Any, max_unit_tokens: int = 32, batch_size: int = 64) -> np.ndarray:
-    """L2-normalised embedding of the first max_unit_tokens of each unit (chars cut at ~6 per token first)."""
+def embed_units(units: Units, encoder: Any, max_unit_tokens: int = 32, batch_size: int = 64, store: EmbeddingStore | None = None) -> np.ndarray:
+    """L2-normalised embedding of the first max_unit_tokens of each unit (chars cut at ~6 per token first);
+    with a store, only the texts it lacks are embedded (and added)."""
     encoder.max_seq_length = max_unit_tokens
     texts = [units.text[a : min(b, a + 6 * max_unit_tokens)].strip() or "." for a, b in units.spans]
-    return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    if store is None:
+        return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    namespace = f"units:{getattr(encoder.tokenizer, 'name_or_path', '')}:{type(encoder).__name__}:{max_unit_tokens}"
+    found = store.get(namespace, texts)
+    missing = list(dict.fromkeys(t for t in texts if t not in found))
+    if missing:
+        computed = dict(zip(missing, encoder.encode(missing, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)))
+        store.put(namespace, computed)
+        found.update(computed)
+    return np.stack([found[t] for t in texts])
