@@ -59,7 +59,7 @@ def train(base, out: Path, seeds: list[int], deadline: float) -> None:
 
 def evaluate_all(args: argparse.Namespace, out: Path, seeds: list[int], deadline: float) -> None:
     """eval-blocks per seed and test set: own cuts (+ peers and probes) and the segmentation axis."""
-    from semanticseg.distill.evaluate import EvalConfig, evaluate
+    from semanticseg.distill.evaluate import BlockEvalConfig, evaluate
 
     dev = named_paths(args.dev) if "=" in args.dev else {name: args.dev for name in named_paths(args.test)}
     for seed in seeds:
@@ -80,7 +80,7 @@ def evaluate_all(args: argparse.Namespace, out: Path, seeds: list[int], deadline
                     print(f"deadline: {folder} not scored", flush=True)
                     return
                 first = seed == args.peers_seed
-                cfg = EvalConfig(teacher=args.teacher, data=data, out=str(folder), students=students, control=str(models["full"]), segmentations=segs,
+                cfg = BlockEvalConfig(teacher=args.teacher, data=data, out=str(folder), students=students, control=str(models["full"]), segmentations=segs,
                                  max_windows=args.max_windows, probe_blocks=[int(n) for n in args.probe_blocks.split(",")] if kind == "own" else [],
                                  probes_per_cell=args.probes_per_cell, peers=first,
                                  ape_dev=dev.get(set_name, "") if first and kind == "own" else "", segmenter=args.segmenter)

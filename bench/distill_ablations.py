@@ -67,11 +67,11 @@ def train_all(base, out: Path, runs: dict[str, dict], students: dict[str, str], 
 
 def score(teacher: str, sets: dict[str, str], students: dict[str, str], out: Path, max_windows: int, probes: int) -> dict[str, dict[str, float]]:
     """eval-blocks on each named set; returns {set: {model: final-block gap recovered}}."""
-    from semanticseg.distill.evaluate import EvalConfig, evaluate
+    from semanticseg.distill.evaluate import BlockEvalConfig, evaluate
 
     gaps = {}
     for name, path in sets.items():
-        rows = evaluate(EvalConfig(teacher=teacher, data=path, out=str(out / name), students=students, max_windows=max_windows, probes_per_cell=max(1, probes // 8)))
+        rows = evaluate(BlockEvalConfig(teacher=teacher, data=path, out=str(out / name), students=students, max_windows=max_windows, probes_per_cell=max(1, probes // 8)))
         gaps[name] = {r.name: r.gap_recovered for r in rows}
         print(f"== {name}\n" + (out / name / "results.md").read_text(), flush=True)
     return gaps

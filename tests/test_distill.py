@@ -81,7 +81,7 @@ def test_collate_aligns_teacher_and_student_targets():
 def test_distillation_smoke_loss_falls_and_eval_reports(tiny_llama_dir, stdlib_docs, tmp_path):
     """A few CPU steps on a tiny random Llama with real text: the distillation loss on a fixed batch falls."""
     from semanticseg.distill import recipe
-    from semanticseg.distill.evaluate import EvalConfig, evaluate
+    from semanticseg.distill.evaluate import BlockEvalConfig, evaluate
 
     cfg = recipe.DistillConfig(
         # block dropout 0.5, not the default 0.9: intermediate open blocks carry loss too, so both kinds are exercised
@@ -105,7 +105,7 @@ def test_distillation_smoke_loss_falls_and_eval_reports(tiny_llama_dir, stdlib_d
     assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 16
     model_dir = recipe.save_model(state)
     assert json.loads((model_dir / "block_attention.json").read_text()) == {"block_sinks": True, "mode": "distill"}
-    rows = evaluate(EvalConfig(teacher=str(tiny_llama_dir), data=str(stdlib_docs), out=str(tmp_path / "eval"), students={"kd": str(model_dir)},
+    rows = evaluate(BlockEvalConfig(teacher=str(tiny_llama_dir), data=str(stdlib_docs), out=str(tmp_path / "eval"), students={"kd": str(model_dir)},
                                context_tokens=256, final_tokens=48, target_block_tokens=48, max_block_tokens=96, max_windows=4, probe_blocks=[4],
                                probes_per_cell=1, peers=False))
     assert [r.name for r in rows] == ["teacher-full", "teacher-block", "kd"]

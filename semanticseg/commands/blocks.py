@@ -13,7 +13,7 @@ app = typer.Typer()  # this module's commands; cli.py merges them into the `sema
 
 # The configs the commands' defaults come from (imported only when a command runs or shows its help).
 _DISTILL = "semanticseg.distill.recipe:DistillConfig"
-_EVAL = "semanticseg.distill.evaluate:EvalConfig"
+_EVAL = "semanticseg.distill.evaluate:BlockEvalConfig"
 
 _DATA_HELP = ("A release (folder or instances.parquet: text + cuts), documents.parquet, or a Hugging Face data set id "
               "(owner/name[:config], e.g. nvidia/ChatQA2-Long-SFT-data:long_sft; online); documents without cuts are cut by --segmenter, else by structure cuts.")
@@ -137,7 +137,7 @@ def eval_blocks_cmd(
       semanticseg eval-blocks --data heldout/documents.parquet --segmenter models/segmenter --student kd=runs/kd/model --out runs/eval
       semanticseg eval-blocks --data heldout --segmentation fixed,structure,authored,random --control runs/full/model --student kd=runs/kd/model --ape-dev dev --out runs/eval
     """
-    from semanticseg.distill.evaluate import EvalConfig, evaluate
+    from semanticseg.distill.evaluate import BlockEvalConfig, evaluate
 
     _check_data(data)
     students = {}
@@ -155,7 +155,7 @@ def eval_blocks_cmd(
     if ape_dev is not None:
         _check_data(ape_dev)
     methods = None if segmentation is None else _check_segmentations(segmentation, segmenter)
-    config = EvalConfig(data=str(data), segmenter=_check_segmenter(segmenter), out=str(out), students=students, control=str(control or ""),
+    config = BlockEvalConfig(data=str(data), segmenter=_check_segmenter(segmenter), out=str(out), students=students, control=str(control or ""),
                         ape_dev=str(ape_dev or ""), **given(
                             teacher=teacher, text_fields=text_field, segmentations=methods, context_tokens=context_tokens,
                             final_tokens=final_tokens, max_windows=max_windows, probe_blocks=sizes, probes_per_cell=probes_per_cell,

@@ -24,7 +24,7 @@ app = typer.Typer()  # this module's commands; cli.py merges them into the `sema
 
 # The configs the commands' defaults come from (imported only when a command runs or shows its help).
 _TRAIN = "semanticseg.segmenter.train:TrainConfig"
-_EVALUATE = "semanticseg.segmenter.evaluate:EvalConfig"
+_EVALUATE = "semanticseg.segmenter.evaluate:SegmenterEvalConfig"
 
 _DATA_HELP = "Release: a folder of train/validation/test parquet files (Instance schema) or a saved DatasetDict folder."
 
@@ -174,12 +174,12 @@ def evaluate_cmd(
       semanticseg evaluate --data release/data --methods fixed,structure --limit 20
       semanticseg evaluate --data bench_data/authored --model default --embedding-cache runs/embeddings.sqlite
     """
-    from semanticseg.segmenter.evaluate import EvalConfig, evaluate
+    from semanticseg.segmenter.evaluate import SegmenterEvalConfig, evaluate
 
-    names = [m.strip() for m in methods.split(",") if m.strip()] if methods is not None else default_of(EvalConfig, "methods")
+    names = [m.strip() for m in methods.split(",") if m.strip()] if methods is not None else default_of(SegmenterEvalConfig, "methods")
     if model is None:
         names = [n for n in names if n != "segmenter"]
-    config = EvalConfig(data=str(data), out=str(out), model=str(model) if model else None, methods=names, limit=limit,
+    config = SegmenterEvalConfig(data=str(data), out=str(out), model=str(model) if model else None, methods=names, limit=limit,
                         tune_documents=tune_documents, test_documents=test_documents,
                         embedding_cache=str(embedding_cache) if embedding_cache else None,
                         **given(split=split, tolerance_tokens=tolerance, seed=seed))

@@ -31,7 +31,7 @@ from semanticseg.models import last_hidden, load_causal_lm, load_tokenizer, sink
 
 
 @dataclass(slots=True)
-class EvalConfig:
+class BlockEvalConfig:
     """What eval-blocks scores and on which data; dumped as eval_config.json beside the results."""
 
     teacher: str = "smollm2"
@@ -86,7 +86,7 @@ def _meta(model_dir: str) -> dict[str, Any]:
 class _Harness:
     """Tokenizer, device and padding shared by every scoring pass."""
 
-    cfg: EvalConfig
+    cfg: BlockEvalConfig
     device: torch.device
     implementation: str
     sink: int
@@ -190,7 +190,7 @@ def _ape_peer(model: Any, prefix: list[int], temperature: float, scale: float, f
     return peer
 
 
-def evaluate(cfg: EvalConfig) -> list[Scored]:
+def evaluate(cfg: BlockEvalConfig) -> list[Scored]:
     """Score every model on every segmentation and on the probes; write results.json, results.md, results.png."""
     from semanticseg.blockattn.peers import ape_final_logits, recompute_final_logits
 
@@ -269,7 +269,7 @@ def evaluate(cfg: EvalConfig) -> list[Scored]:
     return results
 
 
-def _window_sets(cfg: EvalConfig, tokenizer: Any) -> dict[str, list[BlockedText]]:
+def _window_sets(cfg: BlockEvalConfig, tokenizer: Any) -> dict[str, list[BlockedText]]:
     """Held-out windows per segmentation ("given" = the data's own cuts), evenly thinned to max_windows."""
     targets = authored_targets(cfg.data, cfg.text_fields) if "authored" in cfg.segmentations else None
     sets = {}
@@ -292,7 +292,7 @@ def _num(x: float | None, digits: int = 4) -> str:
     return "" if x is None else f"{x:.{digits}f}"
 
 
-def write_report(cfg: EvalConfig, results: list[Scored], sets: dict[str, list[BlockedText]], probe_rows: dict[str, list[dict[str, Any]]],
+def write_report(cfg: BlockEvalConfig, results: list[Scored], sets: dict[str, list[BlockedText]], probe_rows: dict[str, list[dict[str, Any]]],
                  chosen_ape: dict[str, Any]) -> None:
     """results.json, results.md (one table per segmentation, probe tables) and results.png (NLL by segmentation,
     probe accuracy by number of blocks)."""

@@ -37,7 +37,7 @@ LONG_TARGET = 4096  # targets from here on are measured on documents of at least
 
 
 @dataclass
-class EvalConfig:
+class SegmenterEvalConfig:
     """evaluate settings (dumped as eval_config.json beside the results)."""
 
     data: str
@@ -105,7 +105,7 @@ def granularity(method: Method, prepared: list[Any], test: list[Instance]) -> di
     return out
 
 
-def evaluate(config: EvalConfig, progress: Any = None) -> dict[str, Any]:
+def evaluate(config: SegmenterEvalConfig, progress: Any = None) -> dict[str, Any]:
     """Tune every method on validation, score it on config.split; write results and the plot to config.out."""
     out = Path(config.out)
     write_json(out / "eval_config.json", asdict(config))

@@ -1,6 +1,6 @@
-"""Container formats some packages ship their text in, parsed into (source suffix, text) units.
+"""Container formats some packages ship their text in, parsed into (source suffix, text) entries.
 
-Each parser takes a decoded file and returns its units in order. The text inside is the package's own;
+Each parser takes a decoded file and returns its entries in order. The text inside is the package's own;
 where a format has no plain-text rendering (a YAML list of conversation turns) the parser lays the
 turns out one per line with a speaker label, and says so here.
 """
@@ -11,26 +11,26 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
-Units = list[tuple[str, str]]
+Entries = list[tuple[str, str]]
 
 
-def whole(text: str) -> Units:
+def whole(text: str) -> Entries:
     """The whole file is one unit."""
     return [("", text)]
 
 
-def lines(text: str) -> Units:
+def lines(text: str) -> Entries:
     """One unit per non-empty line (corpora that store one article per line, e.g. gensim's Lee corpus)."""
     return [(f"#L{i + 1}", line.strip()) for i, line in enumerate(text.split("\n")) if line.strip()]
 
 
-def info_manual(text: str) -> Units:
+def info_manual(text: str) -> Entries:
     """A GNU info file: drop the 0x1f node separators and NUL-framed tags (`File: ..., Node: ...` lines stay)."""
     text = re.sub("\x00\x08\\[[^\x00]*\x00\x08\\]", "", text)  # NUL-framed tags such as [index]
     return [("", text.replace("\x1f\n", "\n").replace("\x1f", ""))]
 
 
-def chatterbot_yaml(text: str) -> Units:
+def chatterbot_yaml(text: str) -> Entries:
     """A chatterbot-corpus YAML file: each conversation's turns alternate between two speakers.
 
     The corpus stores turns as bare strings; we label them "A:"/"B:" so the turn structure survives.
@@ -51,9 +51,9 @@ def chatterbot_yaml(text: str) -> Units:
 _NS = re.compile(r"^\{[^}]*\}")
 
 
-def mediawiki_xml(text: str) -> Units:
+def mediawiki_xml(text: str) -> Entries:
     """A MediaWiki XML dump: one unit per main-namespace, non-redirect page (title heading + wikitext)."""
-    units: Units = []
+    entries: Entries = []
     root = ET.fromstring(text)
     for page in root.iter():
         if _NS.sub("", page.tag) != "page":
@@ -64,8 +64,8 @@ def mediawiki_xml(text: str) -> Units:
         title, body = fields.get("title"), fields.get("text")
         if title is None or body is None or not body.text:
             continue
-        units.append((f"#{title.text}", f"= {title.text} =\n\n{body.text}"))
-    return units
+        entries.append((f"#{title.text}", f"= {title.text} =\n\n{body.text}"))
+    return entries
 
 
 # Publican (DocBook) pages wrap each section in a banner, a title bar and prev/next navigation lists.
@@ -74,7 +74,7 @@ _PUBLICAN_CHROME = re.compile(
 )
 
 
-def docbook_html(text: str) -> Units:
+def docbook_html(text: str) -> Entries:
     """A Publican/DocBook HTML page as Markdown (html2text), without the navigation chrome around it."""
     import html2text
 
@@ -84,7 +84,7 @@ def docbook_html(text: str) -> Units:
     return [("", converter.handle(_PUBLICAN_CHROME.sub("", text)).strip())]
 
 
-FORMATS: dict[str, Callable[[str], Units]] = {
+FORMATS: dict[str, Callable[[str], Entries]] = {
     "docbook_html": docbook_html,
     "text": whole,
     "lines": lines,
