@@ -14,6 +14,7 @@ from semanticseg.io import read_records
 from semanticseg.schema import Candidates, Document, Proposal
 from semanticseg.tiling import depth_scores
 from tests.fixtures_llm import make_work, real_paragraphs
+from tests.fixtures_signals import interruptible
 
 GPL = Path("/usr/share/common-licenses/GPL-3").read_text()
 
@@ -116,7 +117,7 @@ def test_ctrl_c_loses_nothing_and_a_rerun_continues(tmp_path, scripted_server):
     scripted_server.reset(default=lambda body: ("sleep", 1.5))
     cmd = ["semanticseg", "propose", "--work", str(tmp_path), "-c", "legal", "-a", "llm:scripted#0", "--target-tokens", "60",
            "--llm-base-url", scripted_server.base_url, "--concurrency", "1"]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = interruptible(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     parts = tmp_path / "legal" / "proposals.parts"
     deadline = time.monotonic() + 60
     while not list(parts.rglob("*.parquet")) and time.monotonic() < deadline:
@@ -147,7 +148,7 @@ def test_ctrl_c_stops_propose_within_seconds_and_a_rerun_resumes(tmp_path):
     cmd = [sys.executable, "-c", "from semanticseg.cli import app; app()", "propose", "--work", str(tmp_path),
            "-a", "structure", "-a", "similarity"]
     parts = tmp_path / "legal" / "proposals.parts"
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = interruptible(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not list(parts.glob("*/similarity*/*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)  # the first similarity proposal is written: the encoder is loaded, the rest is running

@@ -23,6 +23,7 @@ from semanticseg.sources import RawText, Skipped
 from semanticseg.sources.offline import read_files
 from semanticseg.sources.online import stream_online
 from semanticseg.tokens import count_tokens
+from tests.fixtures_signals import interruptible
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -102,7 +103,7 @@ def test_interrupted_collect_leaves_no_file_and_resumes_without_duplicates(tmp_p
 @pytest.mark.slow
 def test_ctrl_c_during_collect_leaves_no_file(tmp_path):
     cmd = [sys.executable, "-c", "from semanticseg.cli import app; app()", "collect", "-c", "legal", "--out", str(tmp_path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = interruptible(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(4)  # imports done, reading copyright files (the full legal corpus takes well over 10 s)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
