@@ -39,6 +39,7 @@ from semanticseg.dataset.collect import CollectConfig, CollectStage
 from semanticseg.dataset.stage import run_stage
 from semanticseg.executors import LocalExecutor
 from semanticseg.io import read_records
+from semanticseg.progress import NoProgress
 from semanticseg.recipes import load_recipe
 from semanticseg.schema import Candidates, Document
 
@@ -56,16 +57,45 @@ def collect_once(root: Path, categories: list[str], limit: int, recipe: Any) -> 
     return docs, tokens
 
 
-def build_once(base: Path, work: Path, categories: list[str], recipe: Any, executor: Any) -> float:
+class StageClock(NoProgress):
+    """A progress display that shows nothing and keeps each stage's seconds (build_category names each stage)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._stage, self._since = "", 0.0
+
+    def add_task(self, description: str, *args: Any, **fields: Any) -> str:
+        return description  # a stage's own bar: its updates are not stage changes
+
+    def update(self, task_id: Any, **fields: Any) -> None:
+        if task_id == "overall" and "info" in fields:
+            self.stop()
+            self._stage, self._since = fields["info"].split(": ")[-1], time.perf_counter()
+
+    def stop(self) -> None:
+        if self._stage:
+            self.seconds[self._stage] = self.seconds.get(self._stage, 0.0) + time.perf_counter() - self._since
+            self._stage = ""
+
+
+def build_once(base: Path, work: Path, categories: list[str], recipe: Any, executor: Any, limit: int,
+               clock: StageClock) -> float:
     """Seconds for the per-document stages of every category on a fresh copy of the collected documents."""
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(base, work)
+    # The same limit as collect_once: the collect stage's fingerprint then matches and it is skipped (with another
+    # limit it would collect again, untimed documents and all, inside the timed build).
     config = BuildConfig(categories, str(work), ["structure", "similarity"], recipe.target_block_tokens,
-                         recipe.agreement_threshold, limit=None)
+                         recipe.agreement_threshold, limit=limit)
     start = time.perf_counter()
     for category in categories:
-        build_category(category, config, recipe, executor=executor)
-    return time.perf_counter() - start
+        build_category(category, config, recipe, progress=clock, overall="overall", executor=executor)
+    seconds = time.perf_counter() - start
+    clock.stop()
+    for category in categories:
+        if (work / category / "documents.parquet").read_bytes() != (base / category / "documents.parquet").read_bytes():
+            raise RuntimeError(f"the build collected {category} again: the timing would not be of the collected documents")
+    return seconds
 
 
 def same_files(a: Path, b: Path, categories: list[str]) -> bool:
@@ -84,36 +114,43 @@ def build_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any
     rows: list[dict[str, Any]] = []
 
     def row(label: str, workers: int | None, make: Any) -> None:
-        times, starts, same = [], [], True
+        times, starts, same, clock = [], [], True, StageClock()
+        first = not (root / "local").exists()  # the first row measured is the reference for "same files"
         for r in range(args.repeats):
             if time.monotonic() > deadline:
                 break
             executor = make()
             try:
-                seconds = build_once(base, root / "run", categories, recipe, executor)
+                seconds = build_once(base, root / "run", categories, recipe, executor, args.limit, clock)
                 starts.append(getattr(executor, "actor_start_s", 0.0))
             finally:
                 executor.close()
             times.append(seconds)
-            if label == "local" and r == 0:
+            if first and r == 0:
                 shutil.copytree(root / "run", root / "local")
             else:
                 same = same and same_files(root / "local", root / "run", categories)
         if times:
-            rows.append({"executor": label, "workers": workers, "seconds": times, "actor_start_s": starts, "same_as_local": same})
+            stages = {k: round(v / len(times), 2) for k, v in clock.seconds.items()}  # mean seconds per stage
+            rows.append({"executor": label, "workers": workers, "seconds": times, "actor_start_s": starts, "same_as_local": same,
+                         "stage_s": stages})
+            if args.out:  # kept row by row: a run cut short by its time limit still leaves what it measured
+                args.out.write_text(json.dumps({"build": rows, "llm": []}, indent=2) + "\n")
             med = statistics.median(times)
             print(f"  {label:<10} {workers or '-':>3} workers: {min(times):7.1f} / {med:7.1f} / {max(times):7.1f} s, "
-                  f"actor start {statistics.median(starts):5.1f} s, same files as local: {same}", flush=True)
+                  f"actor start {statistics.median(starts):5.1f} s, same files as the first row: {same}; stages "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()), flush=True)
         else:
             print(f"  {label} {workers}: skipped (deadline)", flush=True)
 
-    row("local", None, LocalExecutor)
+    if args.local or importlib.util.find_spec("ray") is None:
+        row("local", None, LocalExecutor)
     if importlib.util.find_spec("ray") is None:
         print("  ray is not installed here: only the local row was measured", flush=True)
         return _finish_build_rows(rows, n_docs, n_tokens, ray_missing=True)
     from semanticseg.executors.ray_executor import RayExecutor
 
-    for n in [int(w) for w in args.workers.split(",")]:
+    for n in [int(w) for w in args.workers.split(",") if w]:
         row("ray-cpu", n, lambda n=n: RayExecutor(None, n, use_gpu=False))
     if args.gpu:
         for n in [int(w) for w in (args.gpu_workers or args.workers).split(",")]:
@@ -214,7 +251,7 @@ def print_tables(build_rows: list[dict[str, Any]], llm_rows: list[dict[str, Any]
         if build_rows[0].get("ray_missing"):
             print("  (ray is not installed on this machine: the Ray rows could not be measured)")
         print("| executor | workers | seconds min / median / max | actor start s | docs/s | tokens/s | speedup vs 1 worker | "
-              "speedup, actor start left out | same files as local |")
+              "speedup, actor start left out | same files as the first row |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in build_rows:
             t = r["seconds"]
@@ -237,6 +274,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=None, help="longest document (default: the recipe's)")
     parser.add_argument("--workers", default="1,2,4,8,16", help="Ray worker counts (CPUs of the local Ray runtime)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per row (min / median / max)")
+    parser.add_argument("--local", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure the local executor too (with --no-local the first Ray row is the reference for "
+                             "'same files'; tests/test_ray_executor.py checks Ray against local)")
     parser.add_argument("--gpu", action="store_true", help="also rows with the similarity encoder on the GPUs")
     parser.add_argument("--gpu-workers", default=None, help="worker counts of the GPU rows (default: --workers)")
     parser.add_argument("--build-budget-s", type=float, default=1e9, help="start no build run after this many seconds")
@@ -251,7 +291,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write both tables as JSON here")
     args = parser.parse_args()
     start = time.monotonic()
-    build_rows = build_table(args, start + args.build_budget_s) if args.workers else []
+    build_rows = build_table(args, start + args.build_budget_s) if args.workers or args.gpu else []
     llm_rows = []
     if args.concurrency and (args.llm_base_url or args.llm_model_dir):
         llm_rows = llm_table(args, start + args.llm_budget_s)

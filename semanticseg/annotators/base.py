@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 from semanticseg.method import Method
 from semanticseg.schema import Candidates, Document, Proposal
@@ -28,6 +28,9 @@ class Annotator(Method, ABC):
     cuts any text over its candidates, wherever the baselines and the segmenter are used."""
 
     name: str
+    # True when proposing needs a model that is worth keeping loaded between documents: a distributed executor
+    # then holds the annotator in a long-lived worker (an actor); a rule is cheap to build wherever a task runs.
+    keeps_model: ClassVar[bool] = False
 
     def prepare(self, text: str, category: str) -> tuple[Document, Candidates]:
         """The text as a document, with the candidates propose chooses among."""

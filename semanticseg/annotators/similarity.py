@@ -40,6 +40,7 @@ class SimilarityAnnotator(Annotator):
     """Cuts at the deepest similarity valleys between embedded windows around candidates."""
 
     name = "similarity"
+    keeps_model = True
 
     def __init__(self, window_tokens: int = 128, batch_size: int = 32, device: str = "cpu") -> None:
         if window_tokens < 8:

@@ -21,6 +21,7 @@ import os
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,11 @@ LLM_IN_FLIGHT = 256  # documents handed to an LLM actor at once (its request lim
 
 def _apply(fn: Callable[[Any], Any], chunk: list[Any]) -> list[Any]:
     return [fn(item) for item in chunk]
+
+
+def _propose_rule(make: Callable[[], Any], target_tokens: int, item: tuple[Document, Candidates]) -> Any:
+    doc, candidates = item
+    return make().propose(doc, candidates, target_tokens)
 
 
 class _AnnotatorActor:
@@ -83,9 +89,12 @@ class RayExecutor:
             # The workers inherit this environment (PYTHONPATH, caches); tokenizers must not fork-warn in them.
             env = {"TOKENIZERS_PARALLELISM": "false"}
             # "local": a new Ray runtime on this machine, never one that `ray start` left running here.
-            ray.init(address=address or "local", num_cpus=None if address else (num_workers or os.cpu_count()),
-                     include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                     runtime_env={"env_vars": env})
+            cpus = None if address else (num_workers or os.cpu_count())
+            # Ray keeps idle task workers only up to the CPUs free, so the annotator actors (which take every CPU)
+            # would cost the next stage a cold start of every task worker; a runtime started here keeps `cpus`.
+            config = {"num_workers_soft_limit": cpus} if cpus else None
+            ray.init(address=address or "local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level="ERROR", runtime_env={"env_vars": env}, _system_config=config)
         resources = ray.cluster_resources()
         self.workers = num_workers or max(1, int(resources.get("CPU", 1)))
         self.gpus = resources.get("GPU", 0.0) if use_gpu else 0.0
@@ -137,7 +146,8 @@ class RayExecutor:
 
     def propose(self, annotators: list[Any], makers: dict[str, Callable[[], Any]], todo: dict[str, list[Document]],
                 by_id: dict[str, Candidates], target_tokens: int, record: Record) -> tuple[dict[str, float], dict[str, int]]:
-        """LLM annotators as async actors (all at once, for the whole run); CPU ones one after another as actor pools."""
+        """LLM annotators as async actors (all at once, for the whole run); annotators with a model one after another as
+        actor pools; rules as tasks."""
         import ray
 
         seconds: dict[str, float] = {}
@@ -148,6 +158,13 @@ class RayExecutor:
             for annotator in (a for a in annotators if not is_llm(a.name)):
                 docs = todo.get(annotator.name, [])
                 if not docs:
+                    continue
+                if not annotator.keeps_model:  # a rule: tasks on the workers already up, no actor processes to start
+                    start = time.perf_counter()
+                    items = [(doc, by_id[doc.id]) for doc in docs]
+                    for doc, proposal in zip(docs, self.imap(partial(_propose_rule, makers[annotator.name], target_tokens), items, chunk=16)):
+                        record(annotator.name, doc, proposal)
+                    seconds[annotator.name] = time.perf_counter() - start
                     continue
                 actors = self._cpu_actors(makers[annotator.name], min(self.workers, len(docs)))
                 cpu = _Feed(annotator.name, actors, docs, IN_FLIGHT_PER_WORKER // 2 or 1)
