@@ -18,7 +18,7 @@ from pathlib import Path
 
 from semanticseg.io import atomic_path, write_json
 from semanticseg.segmenter.data import load_splits
-from semanticseg.segmenter.evaluate import GRANULARITY_TARGETS, LONG_TARGET, markdown, wins
+from semanticseg.segmenter.evaluate import GRANULARITY_TARGETS, LONG_TARGET, markdown, sample, wins
 
 
 def _merge(parts: list[dict]) -> dict:
@@ -42,7 +42,9 @@ def main() -> None:
     for run in args.runs:
         results = json.loads((run / "results.json").read_text())
         config = json.loads((run / "eval_config.json").read_text())
-        test = load_splits(config["data"])[config["split"]]
+        # The documents the run scored: its seeded sample of the split when it took one (--test-documents).
+        test = load_splits(config["data"])[config["split"]][: config.get("limit")]
+        test = sample(test, config.get("test_documents"), config.get("seed", 0))
         tokens: dict[str, int] = defaultdict(int)
         for inst in test:
             tokens[inst.category] += inst.n_tokens

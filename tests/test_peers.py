@@ -76,6 +76,22 @@ def test_peer_chunks_map_back_to_the_text_exactly(name):
 
 
 @pytest.mark.slow
+def test_chonkie_semantic_cuts_where_its_threshold_says_not_where_its_size_cap_does():
+    from semanticseg.segmenter.peers import get_peer
+
+    text = _repeated_text()
+    peer = get_peer("chonkie-semantic")
+    prepared = peer.prepare(text, "technical_docs")
+    blocks = round(prepared.n_tokens / 200)
+    chunks = peer.chunks(prepared, 200, blocks)
+    assert abs(len(chunks) - blocks) <= 1
+    # chunk_size is a hard maximum filled greedily: when it placed the cuts (2 x target), the bisection drove the
+    # threshold to its floor and chonkie acted as a size packer. The same threshold with no cap gives the same chunks.
+    peer.chunker.chunk_size = 10**9
+    assert [c.start_index for c in peer.chunker.chunk(text)] == [start for start, _ in chunks]
+
+
+@pytest.mark.slow
 def test_onnx_encoder_gives_the_torch_embeddings():
     from semanticseg.segmenter.units import doc_units, embed_units, load_encoder
 

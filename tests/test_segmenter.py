@@ -225,6 +225,16 @@ def test_embedding_store_gives_the_encoders_vectors_once():
     assert len(calls) == 1 and calls[0] <= len(units.offsets) + 1  # the second call found every text in the store
 
 
+def test_evaluate_samples_are_seeded_and_nested():
+    from semanticseg.segmenter.evaluate import sample
+
+    docs = list(range(89))  # sample only orders and slices, so any items do
+    assert sample(docs, 12, 0) == sample(docs, 12, 0) == sorted(set(sample(docs, 12, 0))) and len(sample(docs, 12, 0)) == 12
+    # A larger run reuses every smaller one's documents (and their stored embeddings).
+    assert all(set(sample(docs, n, 0)) <= set(sample(docs, m, 0)) for n in range(1, 89) for m in range(n + 1, 90))
+    assert sample(docs, 12, 1) != sample(docs, 12, 0) and sample(docs, None, 0) == docs
+
+
 def test_segment_cli_baseline_streams_files_and_rejects_binary(tmp_path):
     from semanticseg.cli import app
 

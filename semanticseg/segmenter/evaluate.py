@@ -54,10 +54,16 @@ class SegmenterEvalConfig:
 
 
 def sample(instances: list[Instance], n: int | None, seed: int) -> list[Instance]:
-    """A seeded sample of n instances, in their order (all of them when n is None or not smaller)."""
+    """A seeded sample of n instances, in their order (all of them when n is None or not smaller).
+
+    The first n of one seeded shuffle, so a larger sample holds every smaller one: a run on more documents
+    finds the smaller run's embeddings in the store and pays only for the documents it adds.
+    """
     if not n or n >= len(instances):
         return instances
-    return [instances[k] for k in sorted(random.Random(seed).sample(range(len(instances)), n))]
+    order = list(range(len(instances)))
+    random.Random(seed).shuffle(order)
+    return [instances[k] for k in sorted(order[:n])]
 
 
 def mean_block_tokens(instances: list[Instance]) -> float:

@@ -19,9 +19,9 @@ Granularity. Each peer is driven to round(n_tokens / target_tokens) chunks per d
 our segmenter and embedding baseline decode to, through the knob its users turn: LangChain's
 `number_of_chunks`; LlamaIndex's integer `breakpoint_percentile_threshold`, set so that the share of
 sentence gaps above it gives that count; chonkie's similarity `threshold`, bisected per document (with
-`chunk_size`, its hard maximum, at 2 x target). `evaluate` then tunes target_tokens on validation to the
-reference mean block length, as for every baseline. Embeddings are cached per prepared document, so the
-tuning and the bisection embed each sentence once; the first `cut` of a document pays the full cost.
+`chunk_size`, its hard maximum, at 4 x target and never below its default, so the threshold places the cuts).
+`evaluate` then tunes target_tokens on validation to the reference mean block length, as for every baseline.
+Embeddings are cached per prepared document, so the tuning and the bisection embed each sentence once; the first `cut` of a document pays the full cost.
 
 Offsets. Every chunk start is mapped to a char offset of the original text exactly, then snapped to the
 nearest candidate cut (`semanticseg.candidates`), where every other method cuts, so metrics compare like
@@ -186,10 +186,14 @@ class ChonkieSemantic(Peer):
 
         self.encoder = peer_encoder()
         self.chunker = SemanticChunker(SentenceTransformerEmbeddings(self.encoder.model))
+        self.default_chunk_size = self.chunker.chunk_size
 
     def chunks(self, prepared: PeerInput, target_tokens: int, blocks: int) -> list[tuple[int, str]]:
         self.encoder.cache = prepared.cache
-        self.chunker.chunk_size = 2 * target_tokens
+        # chunk_size is chonkie's hard maximum (in MiniLM tokens), filled greedily sentence by sentence: at 2 x target
+        # it placed most cuts (the bisection drove the threshold to its floor), so it sits well above the target
+        # (never below chonkie's default) and the similarity threshold places the cuts.
+        self.chunker.chunk_size = max(self.default_chunk_size, 4 * target_tokens)
         # A higher threshold keeps more similarity minima as splits: bisect it towards `blocks` chunks.
         low, high, best = 0.0, 1.0, None
         for _ in range(12):
