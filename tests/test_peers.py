@@ -52,11 +52,13 @@ def test_snap_moves_cuts_to_the_nearest_candidate():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PEERS))
-def test_peer_chunks_map_back_to_the_text_exactly(name):
+def test_peer_chunks_map_back_to_the_text_exactly(name, monkeypatch):
     from semanticseg.segmenter.peers import get_peer
+    from semanticseg.segmenter.units import EmbeddingStore
 
     text = _repeated_text()
     peer = get_peer(name)
+    peer.store = EmbeddingStore(":memory:")
     prepared = peer.prepare(text, "technical_docs")
     chunks = peer.chunks(prepared, 200, max(2, round(prepared.n_tokens / 200)))
     assert len(chunks) > 2, name
@@ -73,6 +75,17 @@ def test_peer_chunks_map_back_to_the_text_exactly(name):
     assert cuts and set(cuts) <= set(prepared.candidates), name
     # Granularity follows the target (embeddings are cached per document, so this is cheap).
     assert len(peer.cut(prepared, 600)) < len(cuts), name
+    if hasattr(peer, "encoder"):
+        # Every text the library embeds goes through the shared encoder and its store: a fresh preparation of the
+        # same text (a new per-document cache, as in a later run) finds them all there and computes nothing.
+        def embed_again(*args, **kwargs):
+            raise AssertionError(f"{name} computed an embedding the store holds")
+
+        monkeypatch.setattr(peer.encoder, "_torch_encode", embed_again)
+        monkeypatch.setattr(peer.encoder.model, "forward", embed_again)
+        if peer.encoder.fast:
+            monkeypatch.setattr(peer.encoder.fast, "encode", embed_again)
+        assert peer.cut(peer.prepare(text, "technical_docs"), 200) == cuts, name
 
 
 @pytest.mark.slow
