@@ -99,9 +99,12 @@ def test_chonkie_semantic_cuts_where_its_threshold_says_not_where_its_size_cap_d
     chunks = peer.chunks(prepared, 200, blocks)
     assert abs(len(chunks) - blocks) <= 1
     # chunk_size is a hard maximum filled greedily: when it placed the cuts (2 x target), the bisection drove the
-    # threshold to its floor and chonkie acted as a size packer. The same threshold with no cap gives the same chunks.
-    peer.chunker.chunk_size = 10**9
-    assert [c.start_index for c in peer.chunker.chunk(text)] == [start for start, _ in chunks]
+    # threshold to its floor and chonkie acted as a size packer. The same threshold with no cap gives the same chunks,
+    # and so does a fresh chunker (the peer keeps chonkie's per-text steps between calls, which changes nothing).
+    from chonkie import SemanticChunker, SentenceTransformerEmbeddings
+
+    fresh = SemanticChunker(SentenceTransformerEmbeddings(peer.encoder.model), threshold=peer.chunker.threshold, chunk_size=10**9)
+    assert [c.start_index for c in fresh.chunk(text)] == [start for start, _ in chunks]
 
 
 @pytest.mark.slow

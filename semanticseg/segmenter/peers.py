@@ -47,12 +47,14 @@ INSTALL_HINT = "the peers need the peers extra: pip install 'semanticseg[peers]'
 
 @dataclass
 class PeerInput:
-    """A document prepared for a peer: its candidate offsets and a per-document embedding cache."""
+    """A document prepared for a peer: its candidate offsets, a per-document embedding cache, and what a peer keeps
+    of its library's granularity-free steps on this text (`kept`)."""
 
     text: str
     candidates: list[int]
     n_tokens: int
     cache: dict[str, Any] = field(default_factory=dict)
+    kept: dict[Any, Any] = field(default_factory=dict)
 
 
 def cached_embeddings(cache: dict[str, Any], texts: list[str], embed: Callable[[list[str]], Any]) -> list[Any]:
@@ -187,9 +189,22 @@ class ChonkieSemantic(Peer):
         self.encoder = peer_encoder()
         self.chunker = SemanticChunker(SentenceTransformerEmbeddings(self.encoder.model))
         self.default_chunk_size = self.chunker.chunk_size
+        # Each `chunk` call re-splits the text, re-counts every sentence's tokens and re-scores every sentence against
+        # its window, and the bisection below calls it about ten times per target on one text: those two steps
+        # depend on the text alone, so their results are kept per document and chonkie's own code runs on them.
+        self.kept: dict[Any, Any] = {}
+        prepare_sentences, similarity = self.chunker._prepare_sentences, self.chunker._get_similarity
+        self.chunker._prepare_sentences = lambda text: self._keep(("sentences", text), prepare_sentences, text)
+        self.chunker._get_similarity = lambda sentences: self._keep(
+            ("similarity", tuple(s.text for s in sentences)), similarity, sentences)
+
+    def _keep(self, key: Any, compute: Callable[[Any], Any], arg: Any) -> Any:
+        if key not in self.kept:
+            self.kept[key] = compute(arg)
+        return self.kept[key]
 
     def chunks(self, prepared: PeerInput, target_tokens: int, blocks: int) -> list[tuple[int, str]]:
-        self.encoder.cache = prepared.cache
+        self.encoder.cache, self.kept = prepared.cache, prepared.kept
         # chunk_size is chonkie's hard maximum (in MiniLM tokens), filled greedily sentence by sentence: at 2 x target
         # it placed most cuts (the bisection drove the threshold to its floor), so it sits well above the target
         # (never below chonkie's default) and the similarity threshold places the cuts.
