@@ -3,18 +3,25 @@ validation splits only (the test splits are scored once, by evaluate, after the 
 
     python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose
     python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose --retrain   # + head variants
+    python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose --retrain --variants voters,voters_1024
 
 The rule, fixed before any score was seen: the variant with the highest validation F1 - Pk over all validation
 documents (authored and concatenation together, as training's early stopping scores them) wins; the authored
-and concatenation columns are shown so a gain on one bought with a loss on the other is visible.
+and concatenation columns are shown so a gain on one bought with a loss on the other is visible. A second table
+gives each variant's Pk / boundary F1 per category of the authored validation split next to the baselines'
+(--baselines, tuned on validation as evaluate tunes them) and the categories where it beats them all on both:
+shown, not part of the rule (one to sixteen documents per category).
 
-Decoding variants (the base run's trained head, nothing retrained):
-- base: every document gets round(n_tokens / target) blocks (decode's per-document calibration);
-- bias: one bias per target fitted on validation (decode.fit_bias), so documents with many strong boundaries
-  get more blocks, at the length prior's weight 1.0 and 0.3.
+Decoding variants (of the base run's trained head and of each head variant below):
+- (plain): every document gets round(n_tokens / target) blocks (decode's per-document calibration);
+- + bias: one bias per target fitted on validation (decode.fit_bias: the bias whose mean block length over the
+  split is the target, so it fits granularity, not the score), so documents with many strong boundaries get
+  more blocks, at the length prior's weight 1.0 and 0.3.
 With --retrain, head variants (trained again on the base run's cached unit embeddings; the encoder is frozen):
 - authored_only: without the concatenation instances;
-- voters: the offline annotators' rules as inputs (voter_target_tokens 512).
+- voters: the offline annotators' rules as inputs (voter_target_tokens 512);
+- voters_1024: the same rules aimed at 1024 tokens (the structure rule then cuts only its strongest candidates);
+- epochs_8: the recipe with up to 8 epochs (the recipe's 2 were a time budget; early stopping keeps the best).
 Each score decodes the split at its reference mean block length, as evaluate tunes every method to.
 """
 
@@ -33,9 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_default_segmenter import RECIPE  # noqa: E402
 
 from semanticseg.io import atomic_path  # noqa: E402
+from semanticseg.segmenter.baselines import get_methods  # noqa: E402
 from semanticseg.segmenter.data import load_splits  # noqa: E402
+from semanticseg.segmenter.evaluate import mean_block_tokens, score, tune  # noqa: E402
 from semanticseg.segmenter.model import Segmenter, SegmenterConfig  # noqa: E402
-from semanticseg.segmenter.train import TrainConfig, bias_table, cache_key, train, validation_score  # noqa: E402
+from semanticseg.segmenter.train import TrainConfig, bias_table, cache_key, train, validation_rows, validation_score  # noqa: E402
 from semanticseg.segmenter.units import doc_units  # noqa: E402
 from semanticseg.segmenter.voters import voter_features  # noqa: E402
 
@@ -64,6 +73,44 @@ def _scores(net: torch.nn.Module, parts: dict[str, list], bias: dict[str, float]
             for name, items in parts.items()}
 
 
+# Head variants: (concatenation instances too, voter_target_tokens, epochs); None keeps the recipe's.
+VARIANTS = {"authored_only": (False, 0, None), "voters": (True, 512, None), "voters_1024": (True, 1024, None),
+            "epochs_8": (True, 0, 8)}
+
+
+def _by_category(rows: list[tuple[float, float]], categories: list[str]) -> dict[str, dict[str, float]]:
+    """Mean Pk and boundary F1 per category of (F1, Pk) rows."""
+    out = {}
+    for cat in sorted(set(categories)):
+        mine = [r for r, c in zip(rows, categories) if c == cat]
+        out[cat] = {"pk": sum(p for _, p in mine) / len(mine), "f1": sum(f for f, _ in mine) / len(mine), "documents": len(mine)}
+    return out
+
+
+def _baselines_by_category(names: list[str], validation: list) -> dict[str, dict[str, dict[str, float]]]:
+    """Each baseline tuned on validation to its reference mean block length, then scored on it, per category."""
+    out = {}
+    for method in get_methods(names):
+        target = tune(method, validation, mean_block_tokens(validation))
+        rows = [score(i, method.cut(method.prepare(i.text, i.category), target), 20) for i in validation]
+        out[method.name] = _by_category([(r["f1"], r["pk"]) for r in rows], [i.category for i in validation])
+    return out
+
+
+def _decodings(name: str, net: torch.nn.Module, parts: dict[str, list], target: float, categories: list[str]) -> tuple[dict, dict]:
+    """Overall scores and authored per-category Pk / F1 of a head with each decoding variant."""
+    results = {name: _scores(net, parts)}
+    per_category = {name: _by_category(validation_rows(net, parts["authored"], target), categories)}
+    for weight in (1.0, 0.3):
+        table = bias_table(net, parts["all"], weight, targets=(256, 512, 1024, 2048))  # around the references' means
+        results[f"{name} + bias, prior {weight}"] = _scores(net, parts, table, weight) | {"bias_by_target": table}
+        rows = validation_rows(net, parts["authored"], target, bias_by_target=table, prior_weight=weight)
+        per_category[f"{name} + bias, prior {weight}"] = _by_category(rows, categories)
+    for variant, scores in results.items():
+        print(variant, scores, flush=True)
+    return results, per_category
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("bench_data"))
@@ -71,6 +118,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="the head to decode (default: the one in --base)")
     parser.add_argument("--out", type=Path, default=Path("runs/choose"))
     parser.add_argument("--retrain", action="store_true", help="also train the head variants (minutes each)")
+    parser.add_argument("--variants", default="authored_only,voters", help=f"head variants to train, of {', '.join(VARIANTS)}")
+    parser.add_argument("--baselines", default="fixed,paragraph,recursive,structure", help="baselines of the per-category table")
     args = parser.parse_args()
     torch.set_num_threads(1)
     authored, concat = load_splits(args.data / "authored"), load_splits(args.data / "concat")
@@ -79,18 +128,17 @@ def main() -> None:
     n_train, n_val = len(authored["train"]), len(authored["validation"])
     parts = {"all": base_val, "authored": base_val[:n_val], "concat": base_val[n_val:]}
     net = Segmenter.load(args.model or args.base).net
-    results = {"base": _scores(net, parts)}
-    print("base", results["base"], flush=True)
-    for weight in (1.0, 0.3):
-        table = bias_table(net, base_val, weight, targets=(256, 512, 1024, 2048))  # around the references' means
-        results[f"bias, prior {weight}"] = _scores(net, parts, table, weight) | {"bias_by_target": table}
-        print(f"bias, prior {weight}", results[f"bias, prior {weight}"], flush=True)
+    categories = [i.category for i in authored["validation"]]
+    target = _reference_mean(parts["authored"])
+    results, per_category = _decodings("base", net, parts, target, categories)
     if args.retrain:
         base_cfg = SegmenterConfig(voter_target_tokens=0)
-        variants = {"authored_only": ([], 0), "voters": ([str(args.data / "concat")], 512)}
-        for name, (extra, voters) in variants.items():
+        for name in args.variants.split(","):
+            with_concat, voters, epochs = VARIANTS[name]
+            extra = [str(args.data / "concat")] if with_concat else []
             out = args.out / name
-            config = TrainConfig(data=str(args.data / "authored"), extra_data=extra, out=str(out), **(RECIPE | {"voter_target_tokens": voters}))
+            recipe = RECIPE | {"voter_target_tokens": voters} | ({"epochs": epochs} if epochs else {})
+            config = TrainConfig(data=str(args.data / "authored"), extra_data=extra, out=str(out), **recipe)
             train_inst = authored["train"] + (concat["train"] if extra else [])
             val_inst = authored["validation"] + (concat["validation"] if extra else [])
             train_items = base_train if extra else base_train[:n_train]
@@ -101,17 +149,28 @@ def main() -> None:
             _seed_cache(out / "cache" / "train.pt", train_inst, replace(base_cfg, voter_target_tokens=voters), train_items)
             _seed_cache(out / "cache" / "validation.pt", val_inst, replace(base_cfg, voter_target_tokens=voters), val_items)
             train(config)
-            scored = _with_voters(base_val, authored["validation"] + concat["validation"], voters) if voters else base_val
-            results[name] = _scores(Segmenter.load(out).net, {"all": scored, "authored": scored[:n_val], "concat": scored[n_val:]})
-            print(name, results[name], flush=True)
+            scored = val_items if extra else base_val  # every variant is scored on all validation documents
+            more, more_per_category = _decodings(name, Segmenter.load(out).net, {"all": scored, "authored": scored[:n_val],
+                                                                                 "concat": scored[n_val:]}, target, categories)
+            results, per_category = results | more, per_category | more_per_category
+    baselines = _baselines_by_category(args.baselines.split(","), authored["validation"])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "choice.json").write_text(json.dumps(results, indent=2))
+    (args.out / "choice.json").write_text(json.dumps({"overall": results, "per_category": per_category, "baselines": baselines}, indent=2))
     best = max(results, key=lambda name: results[name]["all"])
     print("| variant | validation F1 - Pk, all | authored | concatenation |\n|---|---|---|---|")
     for name, r in results.items():
         mark = "**" if name == best else ""
         print(f"| {mark}{name}{mark} | {r['all']:.3f} | {r['authored']:.3f} | {r['concat']:.3f} |")
     print(f"chosen (highest F1 - Pk over all validation documents): {best}")
+    cats = sorted(set(categories))
+    print("\nAuthored validation, Pk / boundary F1 per category (decoded at the reference mean block length):\n")
+    print("| category (documents) | " + " | ".join([*baselines, *per_category]) + " |\n|---" * (1 + len(baselines) + len(per_category)) + "|")
+    for cat in cats:
+        cells = [f"{m[cat]['pk']:.3f} / {m[cat]['f1']:.3f}" for m in [*baselines.values(), *per_category.values()]]
+        print(f"| {cat} ({per_category['base'][cat]['documents']}) | " + " | ".join(cells) + " |")
+    for name, mine in per_category.items():
+        won = [c for c in cats if all(mine[c]["pk"] < b[c]["pk"] and mine[c]["f1"] > b[c]["f1"] for b in baselines.values())]
+        print(f"{name}: beats {', '.join(baselines)} on both in {len(won)} of {len(cats)} categories ({', '.join(won)})")
 
 
 if __name__ == "__main__":

@@ -111,18 +111,25 @@ def _probabilities(net: BoundaryNet, items: list) -> list[np.ndarray]:
         return [torch.sigmoid(net(e, f, v)).cpu().numpy() for e, f, v, _, _ in items]
 
 
-def validation_score(net: BoundaryNet, items: list, target_tokens: float, tolerance: int = 20,
-                     bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0) -> float:
-    """Mean over documents of boundary F1 - Pk (token positions) when decoded at target_tokens, as evaluate does."""
-    scores = []
+def validation_rows(net: BoundaryNet, items: list, target_tokens: float, tolerance: int = 20,
+                    bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0) -> list[tuple[float, float]]:
+    """(boundary F1, Pk) per document (token positions) when decoded at target_tokens, as evaluate scores them."""
+    rows = []
     for (*_, labels, positions), probs in zip(items, _probabilities(net, items)):
         offsets, n_tokens = positions[:-1].tolist(), int(positions[-1])
         cuts = decode_probabilities(offsets, n_tokens, probs, max(round(target_tokens), 1), bias_by_target=bias_by_target,
                                     prior_weight=prior_weight)
         hypothesis = [offsets[i] for i in cuts]
         reference = [o for o, label in zip(offsets, labels.tolist()) if label]
-        scores.append(boundary_f1(reference, hypothesis, tolerance).f1 - pk(reference, hypothesis, n_tokens))
-    return float(np.mean(scores))
+        rows.append((boundary_f1(reference, hypothesis, tolerance).f1, pk(reference, hypothesis, n_tokens)))
+    return rows
+
+
+def validation_score(net: BoundaryNet, items: list, target_tokens: float, tolerance: int = 20,
+                     bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0) -> float:
+    """Mean over documents of boundary F1 - Pk (validation_rows), the score early stopping and model choice use."""
+    rows = validation_rows(net, items, target_tokens, tolerance, bias_by_target, prior_weight)
+    return float(np.mean([f1 - p for f1, p in rows]))
 
 
 def bias_table(net: BoundaryNet, items: list, prior_weight: float = 1.0, targets: tuple[int, ...] = BIAS_TARGETS) -> dict[str, float]:
