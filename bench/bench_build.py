@@ -143,9 +143,10 @@ def build_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any
         else:
             print(f"  {label} {workers}: skipped (deadline)", flush=True)
 
-    if args.local or importlib.util.find_spec("ray") is None:
+    have_ray = importlib.util.find_spec("ray") is not None
+    if args.local or not have_ray:
         row("local", None, LocalExecutor)
-    if importlib.util.find_spec("ray") is None:
+    if not have_ray:
         print("  ray is not installed here: only the local row was measured", flush=True)
         return _finish_build_rows(rows, n_docs, n_tokens, ray_missing=True)
     from semanticseg.executors.ray_executor import RayExecutor
@@ -153,7 +154,7 @@ def build_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any
     for n in [int(w) for w in args.workers.split(",") if w]:
         row("ray-cpu", n, lambda n=n: RayExecutor(None, n, use_gpu=False))
     if args.gpu:
-        for n in [int(w) for w in (args.gpu_workers or args.workers).split(",")]:
+        for n in [int(w) for w in (args.gpu_workers or args.workers).split(",") if w]:
             row("ray-gpu", n, lambda n=n: RayExecutor(None, n, use_gpu=True))
     shutil.rmtree(root, ignore_errors=True)
     return _finish_build_rows(rows, n_docs, n_tokens, ray_missing=False)
