@@ -8,6 +8,11 @@ the GPUs). Each row gives seconds (min / median / max of --repeats), documents/s
 against Ray with 1 worker measured in the same run, the same with the annotator actors' start (torch import and
 model load, once per category and annotator, amortised over a release) left out, and whether its output files equal
 the local build's byte for byte. Without Ray installed only the local row is measured, and the table says so.
+With --plain-workers, a reference for what the machine itself gives: the similarity annotator's proposals for the
+same documents in N plain processes (multiprocessing, one torch thread each, no Ray, longest document first),
+timed once every process has its encoder loaded; with --pin each process is bound to one CPU (`compact`: CPUs
+0..N-1, `spread`: every other CPU first, so that on a VM whose vCPUs are hyperthread pairs no two share a core).
+Speedups there are against the first row (measure 1 process first).
 
 Part 2, LLM proposals: the llm annotator (the real prompts, windows and parsing; no response cache) over
 single-window documents against a server, at each concurrency of --concurrency, with max(8, 2 x concurrency)
@@ -43,6 +48,7 @@ from semanticseg.progress import NoProgress
 from semanticseg.recipes import load_recipe
 from semanticseg.schema import Candidates, Document
 
+SATURATION_GAIN = 1.1  # a doubling of concurrency that adds under 10% proposals/s: the server is saturated
 COMPARED = ("candidates.parquet", "proposals.parquet", "consensus.parquet", "agreement.parquet", "instances.parquet")
 
 
@@ -114,7 +120,7 @@ def build_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any
     rows: list[dict[str, Any]] = []
 
     def row(label: str, workers: int | None, make: Any) -> None:
-        times, starts, same, clock = [], [], True, StageClock()
+        times, starts, busy, same, clock = [], [], [], True, StageClock()
         first = not (root / "local").exists()  # the first row measured is the reference for "same files"
         for r in range(args.repeats):
             if time.monotonic() > deadline:
@@ -123,6 +129,7 @@ def build_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any
             try:
                 seconds = build_once(base, root / "run", categories, recipe, executor, args.limit, clock)
                 starts.append(getattr(executor, "actor_start_s", 0.0))
+                busy.append(sum(getattr(executor, "actor_busy_s", {}).values()))
             finally:
                 executor.close()
             times.append(seconds)
@@ -132,13 +139,18 @@ def build_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any
                 same = same and same_files(root / "local", root / "run", categories)
         if times:
             stages = {k: round(v / len(times), 2) for k, v in clock.seconds.items()}  # mean seconds per stage
+            # The annotator actors' seconds inside propose over what their CPUs had in the propose stage: under 1,
+            # the actors waited (for work, or for the driver); near 1 with no speedup, each actor itself got slower.
+            working = stages.get("propose", 0.0) - statistics.median(starts)  # the actors' start is inside the stage
+            use = statistics.median(busy) / ((workers or 1) * working) if working > 0 else float("nan")
             rows.append({"executor": label, "workers": workers, "seconds": times, "actor_start_s": starts, "same_as_local": same,
-                         "stage_s": stages})
+                         "stage_s": stages, "actor_busy_s": busy, "actor_utilisation": use})
             if args.out:  # kept row by row: a run cut short by its time limit still leaves what it measured
                 args.out.write_text(json.dumps({"build": rows, "llm": []}, indent=2) + "\n")
             med = statistics.median(times)
             print(f"  {label:<10} {workers or '-':>3} workers: {min(times):7.1f} / {med:7.1f} / {max(times):7.1f} s, "
-                  f"actor start {statistics.median(starts):5.1f} s, same files as the first row: {same}; stages "
+                  f"actor start {statistics.median(starts):5.1f} s, actors busy {statistics.median(busy):6.1f} s "
+                  f"(utilisation {use:.2f}), same files as the first row: {same}; stages "
                   + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()), flush=True)
         else:
             print(f"  {label} {workers}: skipped (deadline)", flush=True)
@@ -171,6 +183,78 @@ def _finish_build_rows(rows: list[dict[str, Any]], n_docs: int, n_tokens: int, r
             ref_med = statistics.median(ref["seconds"])
             r["speedup"] = ref_med / med
             r["warm_speedup"] = (ref_med - statistics.median(ref["actor_start_s"])) / warm
+    return rows
+
+
+def _plain_init(barrier: Any, counter: Any, pin: str) -> None:
+    import os
+
+    import torch
+
+    torch.set_num_threads(1)
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    cpus = sorted(os.sched_getaffinity(0))
+    if pin != "none":
+        order = cpus if pin == "compact" else cpus[0::2] + cpus[1::2]
+        os.sched_setaffinity(0, {order[index % len(order)]})
+    from semanticseg.annotators.similarity import load_encoder
+
+    load_encoder("cpu").encode(["warm up"])  # the model is loaded and its first call paid before the clock starts
+    barrier.wait()
+
+
+def _plain_propose(item: tuple[Document, Candidates, int]) -> int:
+    from semanticseg.annotators.similarity import SimilarityAnnotator
+
+    doc, cands, target = item
+    SimilarityAnnotator().propose(doc, cands, target)
+    return doc.n_tokens
+
+
+def plain_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any]]:
+    """The similarity proposals in N plain processes per row of --plain-workers: the machine's own scaling."""
+    import multiprocessing as mp
+
+    from semanticseg.dataset.candidates import run_candidates
+
+    recipe = load_recipe()
+    if args.max_tokens:
+        recipe = dataclasses.replace(recipe, min_tokens=min(recipe.min_tokens, args.max_tokens), max_tokens=args.max_tokens)
+    root = Path(tempfile.mkdtemp(prefix="bench_plain_"))
+    items: list[tuple[Document, Candidates, int]] = []
+    for category in args.categories.split(","):
+        collect_once(root, [category], args.limit, recipe)
+        run_candidates(root / category)
+        cands = {c.doc_id: c for c in read_records(root / category / "candidates.parquet", Candidates)}
+        items += [(d, cands[d.id], recipe.target_block_tokens) for d in read_records(root / category / "documents.parquet", Document)]
+    items.sort(key=lambda it: -it[0].n_tokens)  # longest first: the last document handed out is a short one
+    n_tokens = sum(it[0].n_tokens for it in items)
+    ctx = mp.get_context("spawn")
+    rows: list[dict[str, Any]] = []
+    print(f"plain processes: {len(items)} documents, {n_tokens:,} tokens, similarity proposals only", flush=True)
+    for pin in args.pin.split(","):
+        for n in [int(w) for w in args.plain_workers.split(",") if w]:
+            if n == 1 and rows:  # one process is the same whatever its CPU: measured once, the reference of every pin
+                continue
+            if time.monotonic() > deadline:
+                print(f"  plain {n}, pin {pin}: skipped (deadline)", flush=True)
+                continue
+            barrier, counter = ctx.Barrier(n + 1), ctx.Value("i", 0)
+            with ctx.Pool(n, initializer=_plain_init, initargs=(barrier, counter, pin)) as pool:
+                barrier.wait()
+                start = time.perf_counter()
+                done = sum(pool.imap_unordered(_plain_propose, items, chunksize=1))
+                seconds = time.perf_counter() - start
+            if done != n_tokens:
+                raise RuntimeError("a plain process lost documents")
+            r = {"workers": n, "pin": pin, "seconds": seconds, "tokens_per_s": n_tokens / seconds}
+            r["speedup"] = r["tokens_per_s"] / rows[0]["tokens_per_s"] * rows[0]["workers"] if rows else float(n)
+            rows.append(r)
+            print(f"  plain {n:>3} processes, pin {pin:<7}: {seconds:7.1f} s, {r['tokens_per_s']:,.0f} tokens/s, "
+                  f"{r['speedup']:.2f}x one process", flush=True)
+    shutil.rmtree(root, ignore_errors=True)
     return rows
 
 
@@ -246,7 +330,16 @@ def llm_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any]]
     return rows
 
 
-def print_tables(build_rows: list[dict[str, Any]], llm_rows: list[dict[str, Any]]) -> None:
+def saturation(rows: list[dict[str, Any]], gain: float = SATURATION_GAIN) -> str:
+    """Where throughput stops growing: the first level after which more concurrency adds less than `gain`."""
+    for before, after in zip(rows, rows[1:]):
+        if after["proposals_per_s"] < before["proposals_per_s"] * gain:
+            return (f"the server saturates at concurrency {before['concurrency']}: {after['concurrency']} gives "
+                    f"{after['proposals_per_s'] / before['proposals_per_s']:.2f}x its proposals/s (under {gain:.2f}x)")
+    return f"no saturation up to concurrency {rows[-1]['concurrency']} (every step gained at least {gain:.2f}x)" if rows else ""
+
+
+def print_tables(build_rows: list[dict[str, Any]], llm_rows: list[dict[str, Any]], plain_rows: list[dict[str, Any]]) -> None:
     if build_rows:
         print("\nstructure + similarity build (candidates, propose, adjudicate, instances)")
         if build_rows[0].get("ray_missing"):
@@ -259,6 +352,12 @@ def print_tables(build_rows: list[dict[str, Any]], llm_rows: list[dict[str, Any]
             print(f"| {r['executor']} | {r['workers'] or '-'} | {min(t):.1f} / {statistics.median(t):.1f} / {max(t):.1f} | "
                   f"{statistics.median(r['actor_start_s']):.1f} | {r['docs_per_s']:.2f} | {r['tokens_per_s']:,.0f} | "
                   f"{r.get('speedup', float('nan')):.2f}x | {r.get('warm_speedup', float('nan')):.2f}x | {'yes' if r['same_as_local'] else 'NO'} |")
+    if plain_rows:
+        print("\nthe machine's own scaling: similarity proposals in plain processes, no Ray")
+        print("| processes | pin | seconds | tokens/s | speedup vs 1 process |")
+        print("|---|---|---|---|---|")
+        for r in plain_rows:
+            print(f"| {r['workers']} | {r['pin']} | {r['seconds']:.1f} | {r['tokens_per_s']:,.0f} | {r['speedup']:.2f}x |")
     if llm_rows:
         print("\nLLM proposals by request concurrency (single-window documents, no response cache)")
         print("| concurrency | proposals | seconds | proposals/s | requests/s | generated tokens/s | speedup vs 1 | ok |")
@@ -266,6 +365,7 @@ def print_tables(build_rows: list[dict[str, Any]], llm_rows: list[dict[str, Any]
         for r in llm_rows:
             print(f"| {r['concurrency']} | {r['proposals']} | {r['seconds']:.1f} | {r['proposals_per_s']:.2f} | "
                   f"{r['requests_per_s']:.2f} | {r['completion_tokens_per_s']:.0f} | {r['speedup']:.2f}x | {r['ok']}/{r['proposals']} |")
+        print(saturation(llm_rows))
 
 
 def main() -> None:
@@ -281,6 +381,9 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="also rows with the similarity encoder on the GPUs")
     parser.add_argument("--gpu-workers", default=None, help="worker counts of the GPU rows (default: --workers)")
     parser.add_argument("--build-budget-s", type=float, default=1e9, help="start no build run after this many seconds")
+    parser.add_argument("--plain-workers", default="", help="plain-process counts of the machine's own scaling ('' = none)")
+    parser.add_argument("--pin", default="none", help="comma list of none, compact, spread: how plain processes are "
+                        "bound to CPUs (one row set each; spread: every other CPU first)")
     parser.add_argument("--concurrency", default="1,2,4,8,16,32,64", help="LLM request concurrency levels ('' = no LLM part)")
     parser.add_argument("--llm-base-url", default=None, help="a running OpenAI-compatible server (else --llm-model-dir)")
     parser.add_argument("--llm-model", default=None, help="model name to send to --llm-base-url")
@@ -292,13 +395,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write both tables as JSON here")
     args = parser.parse_args()
     start = time.monotonic()
+    plain_rows = plain_table(args, start + args.build_budget_s) if args.plain_workers else []
     build_rows = build_table(args, start + args.build_budget_s) if args.workers or args.gpu else []
     llm_rows = []
     if args.concurrency and (args.llm_base_url or args.llm_model_dir):
         llm_rows = llm_table(args, start + args.llm_budget_s)
-    print_tables(build_rows, llm_rows)
+    print_tables(build_rows, llm_rows, plain_rows)
     if args.out:
-        args.out.write_text(json.dumps({"build": build_rows, "llm": llm_rows}, indent=2) + "\n")
+        args.out.write_text(json.dumps({"build": build_rows, "llm": llm_rows, "plain": plain_rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

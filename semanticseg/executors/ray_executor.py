@@ -16,6 +16,7 @@ driver's node), so the nodes of a cluster share nothing but Ray: each needs sema
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import pickle
@@ -49,12 +50,27 @@ class _AnnotatorActor:
     def __init__(self, make: Callable[[], Any]) -> None:
         import ray
 
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+        if importlib.util.find_spec("torch") is not None:  # the annotators that keep a model run it on torch
+            import torch
+
+            # As many threads as the CPUs Ray gave this actor: no more (actors would oversubscribe the node's cores).
+            torch.set_num_threads(max(1, int(cpus)))
         self.annotator = make()
         if ray.get_gpu_ids() and hasattr(self.annotator, "device"):
             self.annotator.device = "cuda"  # Ray set CUDA_VISIBLE_DEVICES to this actor's GPU
+        self.busy_s = 0.0
 
     def propose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Any:
-        return self.annotator.propose(doc, candidates, target_tokens)
+        start = time.perf_counter()
+        try:
+            return self.annotator.propose(doc, candidates, target_tokens)
+        finally:
+            self.busy_s += time.perf_counter() - start
+
+    def busy(self) -> float:
+        """Seconds spent inside propose so far (bench_build.py reports the actors' utilisation from it)."""
+        return self.busy_s
 
     def ready(self) -> bool:
         return True
@@ -100,6 +116,7 @@ class RayExecutor:
         self.gpus = resources.get("GPU", 0.0) if use_gpu else 0.0
         self._task = ray.remote(num_cpus=1)(_apply)
         self.actor_start_s = 0.0  # spent waiting for annotator actors to load their models (bench_build.py reports it)
+        self.actor_busy_s: dict[str, float] = {}  # per annotator: its actors' seconds inside propose, all together
 
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], chunk: int = 1, shards: Path | None = None) -> Iterator[Any]:
         """fn(item) for every item, in order, as Ray tasks over chunks of `chunk` items.
@@ -169,6 +186,7 @@ class RayExecutor:
                 actors = self._cpu_actors(makers[annotator.name], min(self.workers, len(docs)))
                 cpu = _Feed(annotator.name, actors, docs, IN_FLIGHT_PER_WORKER // 2 or 1)
                 self._drain([cpu, *llms], by_id, target_tokens, record, seconds, until=cpu)
+                self.actor_busy_s[annotator.name] = sum(ray.get([a.busy.remote() for a in actors]))
                 for actor in actors:  # free their CPUs (and GPU shares) for the next annotator's pool
                     ray.kill(actor)
             self._drain(llms, by_id, target_tokens, record, seconds)
@@ -233,7 +251,9 @@ class _Feed:
 
     def __init__(self, name: str, actors: list[Any], docs: list[Document], depth: int) -> None:
         self.name, self.actors, self.depth = name, actors, depth
-        self.docs = list(reversed(docs))
+        # Longest first (popped from the end): the last documents handed out are short, so no actor finishes long
+        # after the others. Proposals are recorded by document, so the order changes no output.
+        self.docs = sorted(docs, key=lambda d: d.n_tokens)
         self.load = {id(a): 0 for a in actors}
         self.outstanding = 0
         self.carried: dict[Any, tuple[Any, Document]] = {}
