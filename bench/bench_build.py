@@ -108,10 +108,16 @@ def same_files(a: Path, b: Path, categories: list[str]) -> bool:
     return all((a / c / n).read_bytes() == (b / c / n).read_bytes() for c in categories for n in COMPARED)
 
 
-def build_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any]]:
+def bench_recipe(args: argparse.Namespace) -> Any:
+    """The release recipe with --max-tokens (if given) as its longest document."""
     recipe = load_recipe()
     if args.max_tokens:
         recipe = dataclasses.replace(recipe, min_tokens=min(recipe.min_tokens, args.max_tokens), max_tokens=args.max_tokens)
+    return recipe
+
+
+def build_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any]]:
+    recipe = bench_recipe(args)
     categories = args.categories.split(",")
     root = Path(tempfile.mkdtemp(prefix="bench_build_"))
     base = root / "collected"
@@ -219,13 +225,12 @@ def plain_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any
 
     from semanticseg.dataset.candidates import run_candidates
 
-    recipe = load_recipe()
-    if args.max_tokens:
-        recipe = dataclasses.replace(recipe, min_tokens=min(recipe.min_tokens, args.max_tokens), max_tokens=args.max_tokens)
+    recipe = bench_recipe(args)
     root = Path(tempfile.mkdtemp(prefix="bench_plain_"))
+    categories = args.categories.split(",")
+    collect_once(root, categories, args.limit, recipe)
     items: list[tuple[Document, Candidates, int]] = []
-    for category in args.categories.split(","):
-        collect_once(root, [category], args.limit, recipe)
+    for category in categories:
         run_candidates(root / category)
         cands = {c.doc_id: c for c in read_records(root / category / "candidates.parquet", Candidates)}
         items += [(d, cands[d.id], recipe.target_block_tokens) for d in read_records(root / category / "documents.parquet", Document)]
