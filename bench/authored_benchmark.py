@@ -1,13 +1,17 @@
 """Write the dev benchmark of human-authored boundaries, in the release format `semanticseg evaluate --data` reads.
 
-    python bench/authored_benchmark.py --out bench_data        # authored/ and concat/, each train/validation/test parquet
+    python bench/authored_benchmark.py --out bench_data        # authored/, concat/ and long/, each train/validation/test parquet
 
 authored/: documents from the offline corpus whose references are their authors' sections
 (semanticseg.segmenter.authored: headings removed from about half, coarse references in annotator_cuts),
 split train / validation / test by source group (file, wiki page, manual, handbook chapter), none in two
 splits. concat/: the concatenation benchmark (topic junctions between passages of different documents of
-one category), built from each split's own authored documents, so it is held out the same way. Seeded: the
-same command writes the same files.
+one category), built from each split's own authored documents, so it is held out the same way. long/: documents
+of 12,288-32,768 tokens (for granularity at large targets), each consecutive authored documents of one split and
+category joined, the junctions added to the authored cuts (semanticseg.segmenter.authored.long_instances); its pool is
+every document the packing makes from that split's source groups, not only the few per group kept in authored/, and
+it is drawn after authored/ and concat/ with its own seeded generators, so those two do not change. Seeded: the same
+command writes the same files.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ from collections import Counter
 from pathlib import Path
 
 from semanticseg.schema import Document
-from semanticseg.segmenter.authored import authored_instances, split_by_group
+from semanticseg.segmenter.authored import authored_instances, long_instances, split_by_group
 from semanticseg.segmenter.data import concat_instances, write_splits
 
 
 def write_benchmark(out: Path, per_category: int = 80, per_group: int = 4, concat_per_category: int = 12, seed: int = 0) -> dict:
-    """Write OUT/authored and OUT/concat (train/validation/test parquet) and OUT/summary.json; return the summary."""
+    """Write OUT/authored, OUT/concat and OUT/long (train/validation/test parquet) and OUT/summary.json; return the summary."""
     from semanticseg.commands.common import progress_bar
 
     with progress_bar() as progress:
@@ -38,10 +42,14 @@ def write_benchmark(out: Path, per_category: int = 80, per_group: int = 4, conca
         for inst in concat[name]:
             inst.id = f"{inst.id}-{name}"
     write_splits(concat, out / "concat")
+    with progress_bar() as progress:
+        pool = authored_instances(per_category=None, per_group=None, seed=seed, progress=progress)
+    long = long_instances(pool, splits, seed=seed)
+    write_splits(long, out / "long")
     summary = {
         kind: {name: {"documents": len(items), "tokens": sum(i.n_tokens for i in items),
                       "categories": dict(sorted(Counter(i.category for i in items).items()))} for name, items in parts.items()}
-        for kind, parts in (("authored", splits), ("concat", concat))
+        for kind, parts in (("authored", splits), ("concat", concat), ("long", long))
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

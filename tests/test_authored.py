@@ -15,6 +15,7 @@ from semanticseg.segmenter.authored import (
     PARSERS,
     Section,
     info_sections,
+    long_instances,
     numbered_sections,
     play_sections,
     rest_sections,
@@ -104,6 +105,33 @@ def test_split_by_group_keeps_each_source_in_one_split():
     for inst in instances:
         assert inst.cuts == sorted(inst.cuts) and all(0 < c < len(inst.text) for c in inst.cuts)
         assert len(inst.block_tokens) == len(inst.cuts) + 1
+
+
+@pytest.mark.slow
+def test_long_documents_join_a_splits_documents_and_cut_at_the_junctions():
+    source = next(s for s in AUTHORED_SOURCES if s.name == "python-whatsnew")
+    from semanticseg.segmenter.authored import authored_instances
+    from semanticseg.tokens import count_tokens
+
+    pool = authored_instances((source,), per_category=None, per_group=None)
+    splits = split_by_group(pool)
+    long = long_instances(pool, splits)
+    assert all(long.values())
+    groups = {name: {g for i in items for g in i.source.removeprefix("long:").split(",")} for name, items in long.items()}
+    assert all(groups[a].isdisjoint(groups[b]) for a in groups for b in groups if a < b)
+    for name, items in long.items():
+        members = {i.text: i for i in splits[name]}
+        for inst in items:
+            assert 12_288 <= inst.n_tokens == count_tokens(inst.text) <= 32_768
+            junctions = inst.annotator_cuts[2]
+            assert junctions and set(junctions) <= set(inst.cuts) and set(inst.annotator_cuts[1]) <= set(inst.cuts)
+            assert len(inst.block_tokens) == len(inst.cuts) + 1
+            bounds = [0, *junctions, len(inst.text)]
+            for a, b in zip(bounds, bounds[1:]):
+                # Each piece is a whole document of this split (plus the separator), its own cuts shifted by its start.
+                piece = inst.text[a:b]
+                doc = members.get(piece) or members[piece[:-1]]
+                assert [c - a for c in inst.cuts if a < c < b] == doc.cuts
 
 
 def test_every_source_is_installed_and_parses():

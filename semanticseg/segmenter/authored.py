@@ -284,6 +284,10 @@ def _clean(body: str) -> str:
     return body.strip("\n")
 
 
+def _log_uniform(rng: random.Random, low: int, high: int) -> float:
+    return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+
 def _pack(sections: list[Section], lengths: list[int], want: int) -> list[tuple[int, int]]:
     """Consecutive (first, end) section ranges of about `want` tokens each."""
     out, first, total = [], 0, 0
@@ -315,7 +319,7 @@ def section_documents(
     """
     sections = [s for s in sections if _clean(s.body) or s.heading]
     lengths = [count_tokens(s.heading + "\n" + s.body, encoding) for s in sections]
-    want = int(math.exp(rng.uniform(math.log(min_tokens), math.log(max_tokens))))
+    want = int(_log_uniform(rng, min_tokens, max_tokens))
     out = []
     for first, end in _pack(sections, lengths, want):
         part = sections[first:end]
@@ -356,8 +360,8 @@ def section_documents(
 
 def authored_instances(
     sources: tuple[AuthoredSource, ...] = AUTHORED_SOURCES,
-    per_category: int = 80,
-    per_group: int = 4,
+    per_category: int | None = 80,
+    per_group: int | None = 4,
     min_tokens: int = 1500,
     max_tokens: int = 8000,
     seed: int = 0,
@@ -365,7 +369,8 @@ def authored_instances(
     progress: Any = None,
 ) -> list[Instance]:
     """Instances with authored references from the installed offline corpus: at most per_group documents per
-    source group (one manual or file does not dominate), at most per_category per category (seeded choice)."""
+    source group (one manual or file does not dominate), at most per_category per category (seeded choice);
+    None: no such cap."""
     import hashlib
 
     by_category: dict[str, list[Instance]] = {}
@@ -412,3 +417,79 @@ def split_by_group(instances: list[Instance], fractions: tuple[float, float, flo
             counts[split] += len(groups[name])
             out[split] += groups[name]
     return out
+
+
+_ONE_LINE_STYLES = ("style:no_blank_lines", "style:asr")
+
+
+def _style(inst: Instance) -> str:
+    return next((a.split(",")[0] for a in inst.annotators if a.startswith("style:")), "style:as_written")
+
+
+def long_instances(
+    pool: list[Instance],
+    splits: dict[str, list[Instance]],
+    min_tokens: int = 12_288,
+    max_tokens: int = 32_768,
+    seed: int = 0,
+    encoding: str = DEFAULT_ENCODING,
+) -> dict[str, list[Instance]]:
+    """Long documents per split: consecutive authored documents of pool whose source group is in that split,
+    joined per category until a length drawn log-uniformly in [min_tokens, max_tokens] is reached (never past
+    max_tokens; a category's remainder shorter than min_tokens is dropped). The references are the documents'
+    authored cuts plus a cut at every junction (`cuts`, `annotator_cuts[1]` with the coarse ones, `[2]` the
+    junctions alone); `source` lists the groups, so a long document is held out as its groups are.
+
+    Documents of one group stay together (pool sorted by group): most junctions are between two stretches of one
+    source. Documents of different styles may meet at a junction, as passages do in the concatenation benchmark.
+    """
+    out: dict[str, list[Instance]] = {}
+    for split, members in splits.items():
+        groups = {i.source for i in members}
+        by_category: dict[str, list[Instance]] = {}
+        for inst in sorted((i for i in pool if i.source in groups), key=lambda i: i.source):
+            by_category.setdefault(inst.category, []).append(inst)
+        out[split] = []
+        for category, items in sorted(by_category.items()):
+            rng = random.Random(f"{seed}:long:{split}:{category}")
+            chosen: list[Instance] = []
+            want = _log_uniform(rng, min_tokens, max_tokens)
+            for inst in items:
+                if chosen and sum(i.n_tokens for i in chosen) + inst.n_tokens > max_tokens:
+                    out[split] += _join(chosen, f"long-{split}-{category}-{len(out[split])}", min_tokens, max_tokens, encoding)
+                    chosen, want = [], _log_uniform(rng, min_tokens, max_tokens)
+                chosen.append(inst)
+                if sum(i.n_tokens for i in chosen) >= want:
+                    out[split] += _join(chosen, f"long-{split}-{category}-{len(out[split])}", min_tokens, max_tokens, encoding)
+                    chosen, want = [], _log_uniform(rng, min_tokens, max_tokens)
+    return out
+
+
+def _join(parts: list[Instance], id_: str, min_tokens: int, max_tokens: int, encoding: str) -> list[Instance]:
+    """parts' texts in order as one instance (none if its length is outside [min_tokens, max_tokens]); a blank line
+    between two documents laid out with blank lines, a line break (their texts' own last one) where either is one
+    paragraph per line, as inside them."""
+    texts, fine, coarse, junctions, at = [], [], [], [], 0
+    for k, inst in enumerate(parts):
+        if k:
+            sep = "" if _style(inst) in _ONE_LINE_STYLES or _style(parts[k - 1]) in _ONE_LINE_STYLES else "\n"
+            texts.append(sep)
+            at += len(sep)
+            junctions.append(at)
+        fine += [at + c for c in inst.cuts]
+        coarse += [at + c for c in inst.annotator_cuts[1]]
+        texts.append(inst.text)
+        at += len(inst.text)
+    text = "".join(texts)
+    n_tokens = count_tokens(text, encoding)
+    if not min_tokens <= n_tokens <= max_tokens:
+        return []
+    cuts = sorted({*fine, *junctions})
+    bounds = [0, *cuts, len(text)]
+    groups = list(dict.fromkeys(i.source for i in parts))
+    return [Instance(
+        id=id_, category=parts[0].category, source="long:" + ",".join(groups),
+        licence=";".join(sorted({i.licence for i in parts})), text=text, cuts=cuts,
+        block_tokens=[count_tokens(text[a:b], encoding) for a, b in zip(bounds, bounds[1:])],
+        n_tokens=n_tokens, annotators=["authored:fine+junctions", "authored:coarse+junctions", "junctions"],
+        annotator_cuts=[cuts, sorted({*coarse, *junctions}), junctions], agreement=1.0, human_reviewed=False)]

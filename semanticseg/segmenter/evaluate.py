@@ -100,13 +100,17 @@ def _aggregate(rows: list[dict[str, float]], seconds: float) -> dict[str, float]
             "tokens_per_s": tokens / seconds if seconds else float("inf"), "documents": len(rows)}
 
 
-def granularity(method: Method, prepared: list[Any], test: list[Instance]) -> dict[int, float]:
-    """Mean block length on test for each target in GRANULARITY_TARGETS (how well the target is tracked); from
-    LONG_TARGET on, over the documents of at least 3x the target (a shorter one cannot hold one mean block)."""
+def granularity_documents(test: list[Instance], target: int) -> list[int]:
+    """Indices of the test documents the granularity at target is measured on: all of them below LONG_TARGET,
+    from there on those of at least 3x the target (a shorter one cannot hold one mean block)."""
+    return [k for k, i in enumerate(test) if target < LONG_TARGET or i.n_tokens >= 3 * target]
+
+
+def granularity(method: Method, prepared: list[Any], test: list[Instance], targets: tuple[int, ...] = GRANULARITY_TARGETS) -> dict[int, float]:
+    """Mean block length on test for each target (how well the target is tracked), over granularity_documents."""
     out = {}
-    for t in GRANULARITY_TARGETS:
-        keep = [k for k, i in enumerate(test) if t < LONG_TARGET or i.n_tokens >= 3 * t]
-        if keep:
+    for t in targets:
+        if keep := granularity_documents(test, t):
             out[t] = _mean_length([prepared[k] for k in keep], method, t, [test[k].n_tokens for k in keep])
     return out
 
