@@ -20,24 +20,33 @@ from typing import Sequence
 import numpy as np
 
 _VIOLATION = 1e6  # per token outside [min, max]: any feasible segmentation is cheaper than any infeasible one
+_ROWS = 256  # DP steps whose block costs are computed together (bounds memory when every predecessor is allowed)
 
 
 def _dp(pos: np.ndarray, gains: np.ndarray, target: float | None, low: int, high: int, prior_weight: float) -> list[int]:
     """Indices into pos (1..len(pos)-2) of the cuts of the cheapest segmentation."""
     m = len(pos)
+    # Predecessors of j: those whose block fits under high, plus the nearest one that does not (least violation).
+    # Their block costs (length prior, violation) do not depend on the DP, so they are computed for _ROWS steps at
+    # once, one row per step padded to the widest window; the loop then only adds them to best and takes the argmin.
+    firsts = np.maximum(np.searchsorted(pos, pos - high, side="left") - 1, 0)
     best = np.full(m, np.inf)
     best[0] = 0.0
     back = np.zeros(m, dtype=np.int64)
-    for j in range(1, m):
-        # Predecessors whose block fits under high, plus the nearest one that does not (least violation).
-        first = max(int(np.searchsorted(pos, pos[j] - high, side="left")) - 1, 0)
-        lengths = pos[j] - pos[first:j]
-        cost = best[first:j] - gains[j]
-        if target:
-            cost = cost + prior_weight * ((lengths - target) / target) ** 2
-        cost = cost + _VIOLATION * (np.maximum(lengths - high, 0) + np.maximum(low - lengths, 0))
-        k = int(np.argmin(cost))
-        best[j], back[j] = cost[k], first + k
+    for top in range(1, m, _ROWS):
+        rows = np.arange(top, min(top + _ROWS, m))
+        width = int((rows - firsts[rows]).max())
+        lengths = pos[rows, None] - pos[np.minimum(firsts[rows, None] + np.arange(width), m - 1)]
+        prior = prior_weight * ((lengths - target) / target) ** 2 if target else None
+        violation = _VIOLATION * (np.maximum(lengths - high, 0) + np.maximum(low - lengths, 0))
+        for row, j in enumerate(rows.tolist()):
+            first = int(firsts[j])
+            cost = best[first:j] - gains[j]
+            if prior is not None:
+                cost += prior[row, : j - first]
+            cost += violation[row, : j - first]
+            k = int(np.argmin(cost))
+            best[j], back[j] = cost[k], first + k
     cuts, j = [], int(back[-1])
     while j > 0:
         cuts.append(j)

@@ -82,13 +82,18 @@ class OnnxEncoder:
         self.max_seq_length = model.max_seq_length
 
     def encode(self, texts: list[str], batch_size: int = 64, normalize_embeddings: bool = True, **_: Any) -> np.ndarray:
-        """Embeddings of texts (n, dim); batches of similar length, as sentence-transformers batches."""
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        """Embeddings of texts (n, dim): tokenised once, then run in batches of similar token length
+        (`length_batches`), so little of the encoder's work goes to padding."""
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
+        rows = [encoded[k] for k in INPUTS]
         out: np.ndarray | None = None
-        for i in range(0, len(texts), batch_size):
-            index = order[i : i + batch_size]
-            batch = self.tokenizer([texts[j] for j in index], padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np")
-            hidden = self.session.run(None, {k: batch[k].astype(np.int64) for k in INPUTS})[0]
+        for index in length_batches([len(ids) for ids in rows[0]], batch_size):
+            longest = len(rows[0][index[0]])
+            batch = {k: np.zeros((len(index), longest), np.int64) for k in INPUTS}
+            for row, j in enumerate(index):
+                for k, values in zip(INPUTS, rows):
+                    batch[k][row, : len(values[j])] = values[j]
+            hidden = self.session.run(None, batch)[0]
             mask = batch["attention_mask"][..., None].astype(np.float32)
             vectors = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
             if normalize_embeddings:
@@ -97,3 +102,29 @@ class OnnxEncoder:
                 out = np.zeros((len(texts), vectors.shape[1]), np.float32)
             out[index] = vectors
         return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+# What one more encoder call costs, in padded tokens' worth of work (session start-up, thread hand-offs): a batch is
+# split where the padding it saves outweighs that.
+CALL_TOKENS = 16
+
+
+def length_batches(lengths: list[int], batch_size: int) -> list[np.ndarray]:
+    """Indices of inputs by batch, longest first, at most batch_size each: consecutive runs of the inputs sorted by
+    length, chosen by dynamic programming to minimise padded tokens plus CALL_TOKENS per batch (the encoder's work
+    grows with batch size x longest length)."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    ranked = np.asarray(lengths)[order]
+    n = len(order)
+    best = np.zeros(n + 1)  # best[i]: cost of the first i inputs
+    start = np.zeros(n + 1, dtype=np.int64)  # where the last batch of the first i inputs begins
+    for i in range(1, n + 1):
+        first = np.arange(max(i - batch_size, 0), i)
+        cost = best[first] + CALL_TOKENS + (i - first) * ranked[first]
+        k = int(np.argmin(cost))
+        best[i], start[i] = cost[k], first[k]
+    batches, i = [], n
+    while i > 0:
+        batches.append(order[start[i] : i])
+        i = int(start[i])
+    return batches[::-1]
