@@ -216,7 +216,7 @@ def main() -> None:
     print(f"chosen ({rule}highest F1 - Pk over all validation documents): {best}")
     cats = sorted(set(categories))
     print("\nAuthored validation, Pk / boundary F1 per category (decoded at the reference mean block length):\n")
-    print("| category (documents) | " + " | ".join([*baselines, *per_category]) + " |\n|---" * (1 + len(baselines) + len(per_category)) + "|")
+    print("| category (documents) | " + " | ".join([*baselines, *per_category]) + " |\n" + "|---" * (1 + len(baselines) + len(per_category)) + "|")
     for cat in cats:
         cells = [f"{m[cat]['pk']:.3f} / {m[cat]['f1']:.3f}" for m in [*baselines.values(), *per_category.values()]]
         print(f"| {cat} ({per_category['base'][cat]['documents']}) | " + " | ".join(cells) + " |")
