@@ -4,10 +4,17 @@ validation splits only (the test splits are scored once, by evaluate, after the 
     python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose
     python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose --retrain   # + head variants
     python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose --retrain --variants voters,voters_1024
+    python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose --bands 0.1,0.2,0.3,0.5
 
 The rule, fixed before any score was seen: the variant with the highest validation F1 - Pk over all validation
 documents (authored and concatenation together, as training's early stopping scores them) wins; the authored
-and concatenation columns are shown so a gain on one bought with a loss on the other is visible. A second table
+and concatenation columns are shown so a gain on one bought with a loss on the other is visible. With --bands
+(written before any banded score was seen) the rule has a condition: among the variants whose mean block length
+over all validation documents is within 10% of the target at 256, 512, 1024 and 2048, the highest validation
+F1 - Pk wins (the granularity columns show it for every variant). A fitted bias puts the mean of the documents
+it was fitted on on target by construction, so for the condition each of two halves of the validation documents
+(alternate documents) is decoded with the biases fitted on the other half: the drift a fitted bias shows on
+documents it has not seen, as on test. A second table
 gives each variant's Pk / boundary F1 per category of the authored validation split next to the baselines'
 (--baselines, tuned on validation as evaluate tunes them) and the categories where it beats them all on both:
 shown, not part of the rule (one to sixteen documents per category).
@@ -16,7 +23,10 @@ Decoding variants (of the base run's trained head and of each head variant below
 - (plain): every document gets round(n_tokens / target) blocks (decode's per-document calibration);
 - + bias: one bias per target fitted on validation (decode.fit_bias: the bias whose mean block length over the
   split is the target, so it fits granularity, not the score), so documents with many strong boundaries get
-  more blocks, at the length prior's weight 1.0 and 0.3.
+  more blocks, at the length prior's weight 1.0 and 0.3; fitted only at the targets enough validation documents
+  are long enough for (train.MIN_FIT_DOCUMENTS);
+- + bias, band w (--bands): the same fitted bias, but each document's block count kept within a fraction w of
+  round(n_tokens / target) (SegmenterConfig.bias_band), and round(n_tokens / target) blocks beyond the fitted targets.
 With --retrain, head variants (trained again on the base run's cached unit embeddings; the encoder is frozen):
 - authored_only: without the concatenation instances;
 - voters: the offline annotators' rules as inputs (voter_target_tokens 512);
@@ -44,7 +54,16 @@ from semanticseg.segmenter.baselines import get_methods  # noqa: E402
 from semanticseg.segmenter.data import load_splits  # noqa: E402
 from semanticseg.segmenter.evaluate import mean_block_tokens, score, tune  # noqa: E402
 from semanticseg.segmenter.model import Segmenter, SegmenterConfig  # noqa: E402
-from semanticseg.segmenter.train import TrainConfig, bias_table, cache_key, train, validation_rows, validation_score  # noqa: E402
+from semanticseg.segmenter.train import (  # noqa: E402
+    MIN_FIT_DOCUMENTS,
+    TrainConfig,
+    bias_table,
+    cache_key,
+    train,
+    validation_mean_block_tokens,
+    validation_rows,
+    validation_score,
+)
 from semanticseg.segmenter.units import doc_units  # noqa: E402
 from semanticseg.segmenter.voters import voter_features  # noqa: E402
 
@@ -68,9 +87,31 @@ def _reference_mean(items: list) -> float:
     return sum(int(p[-1]) for *_, p in items) / sum(int(y.sum()) + 1 for *_, y, _ in items)
 
 
-def _scores(net: torch.nn.Module, parts: dict[str, list], bias: dict[str, float] | None = None, prior_weight: float = 1.0) -> dict[str, float]:
-    return {name: validation_score(net, items, _reference_mean(items), bias_by_target=bias, prior_weight=prior_weight)
-            for name, items in parts.items()}
+GRANULARITY = (256, 512, 1024, 2048)  # the targets whose mean block length on validation the rule checks
+
+
+def _scores(net: torch.nn.Module, parts: dict[str, list], bias: dict[str, float] | None = None, prior_weight: float = 1.0,
+            band: float | None = None, fold_bias: tuple[dict, dict] | None = None) -> dict:
+    """F1 - Pk per part at its reference mean block length, and the mean block length over all validation documents
+    per target, each half decoded with fold_bias's table of the other half (the docstring says why)."""
+    out = {name: validation_score(net, items, _reference_mean(items), bias_by_target=bias, prior_weight=prior_weight, bias_band=band)
+           for name, items in parts.items()}
+    halves = _halves(parts["all"])
+    lengths = {}
+    for t in GRANULARITY:
+        tokens = blocks = 0.0
+        for half, table in zip(halves, fold_bias[::-1] if fold_bias else (None, None)):
+            mean = validation_mean_block_tokens(net, half, t, table, prior_weight, band)
+            tokens += sum(int(p[-1]) for *_, p in half)
+            blocks += sum(int(p[-1]) for *_, p in half) / mean
+        lengths[t] = tokens / blocks
+    return out | {"granularity": {str(t): m / t - 1 for t, m in lengths.items()},
+                  "granular": all(abs(m / t - 1) <= 0.10 for t, m in lengths.items())}
+
+
+def _halves(items: list) -> tuple[list, list]:
+    """Alternate documents: both halves hold authored and concatenation documents of every length."""
+    return items[0::2], items[1::2]
 
 
 # Head variants: (concatenation instances too, voter_target_tokens, epochs); None keeps the recipe's.
@@ -97,17 +138,22 @@ def _baselines_by_category(names: list[str], validation: list) -> dict[str, dict
     return out
 
 
-def _decodings(name: str, net: torch.nn.Module, parts: dict[str, list], target: float, categories: list[str]) -> tuple[dict, dict]:
+def _decodings(name: str, net: torch.nn.Module, parts: dict[str, list], target: float, categories: list[str],
+               bands: tuple[float, ...] = ()) -> tuple[dict, dict]:
     """Overall scores and authored per-category Pk / F1 of a head with each decoding variant."""
     results = {name: _scores(net, parts)}
     per_category = {name: _by_category(validation_rows(net, parts["authored"], target), categories)}
     for weight in (1.0, 0.3):
-        table = bias_table(net, parts["all"], weight, targets=(256, 512, 1024, 2048))  # around the references' means
-        results[f"{name} + bias, prior {weight}"] = _scores(net, parts, table, weight) | {"bias_by_target": table}
-        rows = validation_rows(net, parts["authored"], target, bias_by_target=table, prior_weight=weight)
-        per_category[f"{name} + bias, prior {weight}"] = _by_category(rows, categories)
-    for variant, scores in results.items():
-        print(variant, scores, flush=True)
+        table = bias_table(net, parts["all"], weight)  # train.BIAS_TARGETS, as the build fits them
+        # Each half as dense in long documents as the whole: half the documents needed per target.
+        folds = tuple(bias_table(net, half, weight, min_documents=MIN_FIT_DOCUMENTS // 2) for half in _halves(parts["all"]))
+        for band in (None, *bands):
+            variant = f"{name} + bias, prior {weight}" + ("" if band is None else f", band {band}")
+            results[variant] = _scores(net, parts, table, weight, band, folds) | {"bias_by_target": table, "prior_weight": weight,
+                                                                                  "bias_band": band, "fold_bias": folds}
+            rows = validation_rows(net, parts["authored"], target, bias_by_target=table, prior_weight=weight, bias_band=band)
+            per_category[variant] = _by_category(rows, categories)
+            print(variant, results[variant], flush=True)
     return results, per_category
 
 
@@ -120,6 +166,7 @@ def main() -> None:
     parser.add_argument("--retrain", action="store_true", help="also train the head variants (minutes each)")
     parser.add_argument("--variants", default="authored_only,voters", help=f"head variants to train, of {', '.join(VARIANTS)}")
     parser.add_argument("--baselines", default="fixed,paragraph,recursive,structure", help="baselines of the per-category table")
+    parser.add_argument("--bands", default="", help="band widths to try around round(n_tokens / target) blocks, e.g. 0.1,0.2")
     args = parser.parse_args()
     torch.set_num_threads(1)
     authored, concat = load_splits(args.data / "authored"), load_splits(args.data / "concat")
@@ -130,7 +177,8 @@ def main() -> None:
     net = Segmenter.load(args.model or args.base).net
     categories = [i.category for i in authored["validation"]]
     target = _reference_mean(parts["authored"])
-    results, per_category = _decodings("base", net, parts, target, categories)
+    bands = tuple(float(b) for b in args.bands.split(",") if b)
+    results, per_category = _decodings("base", net, parts, target, categories, bands)
     if args.retrain:
         base_cfg = SegmenterConfig(voter_target_tokens=0)
         for name in args.variants.split(","):
@@ -151,20 +199,24 @@ def main() -> None:
             train(config)
             scored = val_items if extra else base_val  # every variant is scored on all validation documents
             more, more_per_category = _decodings(name, Segmenter.load(out).net, {"all": scored, "authored": scored[:n_val],
-                                                                                 "concat": scored[n_val:]}, target, categories)
+                                                                                 "concat": scored[n_val:]}, target, categories, bands)
             results, per_category = results | more, per_category | more_per_category
     baselines = _baselines_by_category(args.baselines.split(","), authored["validation"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "choice.json").write_text(json.dumps({"overall": results, "per_category": per_category, "baselines": baselines}, indent=2))
-    best = max(results, key=lambda name: results[name]["all"])
-    print("| variant | validation F1 - Pk, all | authored | concatenation |\n|---|---|---|---|")
+    eligible = [name for name in results if results[name]["granular"] or not bands]
+    best = max(eligible, key=lambda name: results[name]["all"])
+    print("| variant | validation F1 - Pk, all | authored | concatenation | " + " | ".join(f"length vs {t}" for t in GRANULARITY)
+          + " |\n|---|---|---|---|" + "---|" * len(GRANULARITY))
     for name, r in results.items():
         mark = "**" if name == best else ""
-        print(f"| {mark}{name}{mark} | {r['all']:.3f} | {r['authored']:.3f} | {r['concat']:.3f} |")
-    print(f"chosen (highest F1 - Pk over all validation documents): {best}")
+        drift = " | ".join(f"{r['granularity'][str(t)]:+.1%}" for t in GRANULARITY)
+        print(f"| {mark}{name}{mark} | {r['all']:.3f} | {r['authored']:.3f} | {r['concat']:.3f} | {drift} |")
+    rule = "within 10% of the target at " + ", ".join(map(str, GRANULARITY)) + ", then " if bands else ""
+    print(f"chosen ({rule}highest F1 - Pk over all validation documents): {best}")
     cats = sorted(set(categories))
     print("\nAuthored validation, Pk / boundary F1 per category (decoded at the reference mean block length):\n")
-    print("| category (documents) | " + " | ".join([*baselines, *per_category]) + " |\n|---" * (1 + len(baselines) + len(per_category)) + "|")
+    print("| category (documents) | " + " | ".join([*baselines, *per_category]) + " |\n" + "|---" * (1 + len(baselines) + len(per_category)) + "|")
     for cat in cats:
         cells = [f"{m[cat]['pk']:.3f} / {m[cat]['f1']:.3f}" for m in [*baselines.values(), *per_category.values()]]
         print(f"| {cat} ({per_category['base'][cat]['documents']}) | " + " | ".join(cells) + " |")

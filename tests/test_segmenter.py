@@ -77,6 +77,47 @@ def test_fitted_bias_keeps_the_corpus_mean_on_target_and_lets_documents_differ()
     assert len(decode_probabilities(docs[1][0], 4000, probs, 500, bias_by_target=table)) == blocks[1] - 1
 
 
+def test_banded_decoding_keeps_the_biased_count_inside_the_band_and_moves_it_to_the_edge_outside():
+    rng = random.Random(3)
+    n = 20_000
+    offsets = list(range(30, n, 30))
+    scores = [rng.uniform(-6, 6) for _ in offsets]
+    fewest, most = 16, 24  # round(20000 / 1000) = 20 blocks, band 0.2
+    counts = set()
+    for bias in (-12.0, -6.0, -5.8, -5.6, -5.4, -5.2, 0.0, 3.0):  # from 7 to 112 blocks without the band
+        free = len(decode(offsets, n, scores, 1000, calibrate=False, bias=bias)) + 1
+        banded = len(decode(offsets, n, scores, 1000, bias=bias, band=0.2)) + 1
+        assert banded == min(max(free, fewest), most)
+        counts.add(banded)
+    assert {fewest, most} < counts  # both edges reached and at least one count kept from inside the band
+    assert len(decode(offsets, n, scores, 1000, bias=6.0)) + 1 == 20  # band 0: exactly round(n / target)
+
+
+@pytest.mark.slow
+def test_banded_bias_decoding_of_real_text_stays_in_the_band_and_beyond_the_fitted_targets_tracks_the_target():
+    from semanticseg.segmenter.decode import fit_bias
+    from semanticseg.segmenter.model import Segmenter
+    from semanticseg.segmenter.units import doc_units
+
+    seg = Segmenter.load()
+    texts = [d.text for d in _docs()[:2]]  # 14.5k and 11.3k tokens
+    units = [doc_units(t, "technical_docs") for t in texts]
+    probs = [np.clip(seg.probabilities(u), 1e-6, 1 - 1e-6) for u in units]
+    docs = [(u.token_offsets, u.n_tokens, np.log(p / (1 - p)).tolist()) for u, p in zip(units, probs)]
+    seg.config.bias_by_target = {"256": fit_bias(docs, 256, 0.3), "512": fit_bias(docs, 512, 0.3)}
+    seg.config.prior_weight, seg.config.bias_band = 0.3, 0.2
+    for target in (256, 362, 512):
+        for u, p in zip(units, probs):
+            blocks = len(seg.cut_indices(u, p, target)) + 1
+            want = round(u.n_tokens / target)
+            assert want * 0.8 <= blocks <= want * 1.2, (target, u.n_tokens, blocks)
+    longest = max(range(len(units)), key=lambda k: units[k].n_tokens)
+    assert units[longest].n_tokens >= 3 * 4096
+    for target in (4096, 8192, 32768):  # above every fitted target: the document's own block count
+        blocks = len(seg.cut_indices(units[longest], probs[longest], target)) + 1
+        assert blocks == max(round(units[longest].n_tokens / target), 1), (target, blocks)
+
+
 def test_decode_least_violation_when_constraints_cannot_hold():
     # One candidate in 10k tokens: max_tokens 1000 cannot hold; still one segmentation, never an error.
     assert decode([5000], 10_000, [1.0], target_tokens=500, max_tokens=1000) == [0]

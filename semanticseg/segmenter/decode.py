@@ -11,10 +11,14 @@ or a document shorter than min_tokens) the least violating block is taken instea
 
 Mean block length tracks the target because `bias` (added to every cut's score) is searched by
 bisection until the document has round(n_tokens / target) blocks, or as close as the constraints allow.
+With a band, a given bias (e.g. one fitted on a corpus, `fit_bias`) decides the block count as long as
+that count stays within the band around round(n_tokens / target); outside it the bisection moves the bias
+to the band's nearer edge, so no document drifts far from the target whatever its scores.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -76,13 +80,17 @@ def decode(
     max_tokens: int | None = None,
     prior_weight: float = 1.0,
     calibrate: bool = True,
+    bias: float = 0.0,
+    band: float = 0.0,
 ) -> list[int]:
     """Indices of the candidates to cut at.
 
     token_offsets: token index where each candidate starts (sorted); scores: gain for cutting there (e.g.
-    a boundary log-odds; positive = worth a cut on its own). With target_tokens, blocks are pulled
-    towards that length and (calibrate=True) the cut count is set to round(n_tokens / target_tokens);
-    with target_tokens=None only the scores and the constraints decide. max_tokens defaults to 4 x
+    a boundary log-odds; positive = worth a cut on its own); bias is added to every score. With
+    target_tokens, blocks are pulled towards that length and (calibrate=True) the block count k is kept
+    within want * (1 - band) <= k <= want * (1 + band), want = max(round(n_tokens / target_tokens), 1):
+    band 0 gives exactly want blocks; a count at `bias` inside the band is kept as it is. With
+    target_tokens=None only the scores and the constraints decide. max_tokens defaults to 4 x
     target_tokens (no bound without a target); min_tokens defaults to 1.
     """
     if len(token_offsets) != len(scores):
@@ -94,19 +102,23 @@ def decode(
     pos = np.array([0, *token_offsets, n_tokens], dtype=np.float64)
     base = np.array([0.0, *scores, 0.0])
 
-    def run(bias: float) -> list[int]:
-        gains = base + bias
+    def run(b: float) -> list[int]:
+        gains = base + b
         gains[0] = gains[-1] = 0.0
         return [i - 1 for i in _dp(pos, gains, target_tokens, low, high, prior_weight)]
 
-    cuts = run(0.0)
+    cuts = run(bias)
     if not (target_tokens and calibrate):
         return cuts
-    want = max(round(n_tokens / target_tokens), 1) - 1
-    if len(cuts) == want:
+    blocks = max(round(n_tokens / target_tokens), 1)
+    # Cut counts allowed by the band (the epsilon keeps an exact edge such as 10 * 1.1 inside it).
+    fewest = max(math.ceil(blocks * (1 - band) - 1e-9), 1) - 1
+    most = max(math.floor(blocks * (1 + band) + 1e-9), 1) - 1
+    if fewest <= len(cuts) <= most:
         return cuts
+    want = fewest if len(cuts) < fewest else most
     # More bias, more cuts: bisect the bias until the count is right (or the interval is tiny).
-    lo_b, hi_b = (-64.0, 0.0) if len(cuts) > want else (0.0, 64.0)
+    lo_b, hi_b = (bias - 64.0, bias) if len(cuts) > want else (bias, bias + 64.0)
     best = cuts
     for _ in range(14):
         mid = (lo_b + hi_b) / 2

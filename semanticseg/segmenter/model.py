@@ -57,6 +57,10 @@ class SegmenterConfig:
     # log target; empty: every document gets round(n_tokens / target) blocks.
     bias_by_target: dict[str, float] = field(default_factory=dict)
     prior_weight: float = 1.0  # the length prior's weight in decode
+    # With bias_by_target: the fitted bias sets each document's block count only within this fraction of
+    # round(n_tokens / target), and a target outside the fitted ones gets round(n_tokens / target) blocks;
+    # None: the fitted bias alone (the nearest fitted one beyond the table).
+    bias_band: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -141,9 +145,11 @@ def depth_scores(curves: torch.Tensor) -> torch.Tensor:
 
 def decode_probabilities(token_offsets: list[int], n_tokens: int, probs: np.ndarray, target_tokens: int | None = 512,
                          min_tokens: int | None = None, max_tokens: int | None = None, threshold: float | None = None,
-                         bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0) -> list[int]:
+                         bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0,
+                         bias_band: float | None = None) -> list[int]:
     """Indices of the candidates (at token_offsets) to cut at: boundary log-odds decoded by `decode` (with a
-    bias table, the target's fitted bias instead of a per-document block count)."""
+    bias table, the target's fitted bias instead of a per-document block count, within bias_band of it when
+    given: SegmenterConfig.bias_band)."""
     probs = np.clip(probs, 1e-6, 1 - 1e-6)
     scores = np.log(probs / (1 - probs))
     if threshold is not None:
@@ -151,11 +157,13 @@ def decode_probabilities(token_offsets: list[int], n_tokens: int, probs: np.ndar
             raise ValueError("threshold must be between 0 and 1")
         scores = scores - math.log(threshold / (1 - threshold))
         target_tokens = None
-    if target_tokens and bias_by_target:
-        targets = sorted(bias_by_target, key=float)
+    targets = sorted(bias_by_target or {}, key=float)
+    # A band decodes beyond the fitted targets by the per-document block count alone: a bias fitted for another
+    # target, taken there, would push every document to the band's edge.
+    if target_tokens and targets and (bias_band is None or float(targets[0]) <= target_tokens <= float(targets[-1])):
         bias = float(np.interp(math.log(target_tokens), [math.log(float(k)) for k in targets], [bias_by_target[k] for k in targets]))
-        return decode(token_offsets, n_tokens, (scores + bias).tolist(), target_tokens, min_tokens, max_tokens,
-                      prior_weight=prior_weight, calibrate=False)
+        return decode(token_offsets, n_tokens, scores.tolist(), target_tokens, min_tokens, max_tokens, prior_weight=prior_weight,
+                      calibrate=bias_band is not None, bias=bias, band=bias_band or 0.0)
     return decode(token_offsets, n_tokens, scores.tolist(), target_tokens, min_tokens, max_tokens, prior_weight=prior_weight)
 
 
@@ -280,7 +288,7 @@ class Segmenter:
                     max_tokens: int | None = None, threshold: float | None = None) -> list[int]:
         """Indices of the candidates to cut at, from probabilities, by `decode` (with the config's fitted biases)."""
         return decode_probabilities(units.token_offsets, units.n_tokens, probs, target_tokens, min_tokens, max_tokens, threshold,
-                                    self.config.bias_by_target, self.config.prior_weight)
+                                    self.config.bias_by_target, self.config.prior_weight, self.config.bias_band)
 
     def blocks(self, units: Units, indices: list[int]) -> list[Block]:
         """Blocks of units.text cut at the candidates at indices."""

@@ -52,6 +52,7 @@ class TrainConfig:
     voter_target_tokens: int = 512  # the release recipe's blocks.target_tokens, where its annotators aimed; 0: no voter features
     fit_bias: bool = False  # after training, fit a decoding bias per target on validation (SegmenterConfig.bias_by_target)
     prior_weight: float = 1.0  # the length prior's weight when decoding
+    bias_band: float | None = None  # with fit_bias: SegmenterConfig.bias_band
 
 
 def instance_units(inst: Instance, encoding: str) -> tuple[Units, np.ndarray]:
@@ -101,7 +102,12 @@ def _loss(net: BoundaryNet, items: list, pos_weight: Any) -> Any:
     return torch.stack(losses).mean()
 
 
-BIAS_TARGETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
+# The targets a bias is fitted at: the ones granularity is checked at (256-2048) and above. Finer targets, like
+# any without a fitted bias under SegmenterConfig.bias_band, get round(n_tokens / target) blocks per document.
+BIAS_TARGETS = (256, 512, 1024, 2048, 4096, 8192)
+# A target's bias is fitted only when this many documents hold at least 3 blocks of it: on shorter documents
+# the fit only learns to give one block each (the bias runs to its bound).
+MIN_FIT_DOCUMENTS = 20
 
 
 def _probabilities(net: BoundaryNet, items: list) -> list[np.ndarray]:
@@ -112,33 +118,51 @@ def _probabilities(net: BoundaryNet, items: list) -> list[np.ndarray]:
 
 
 def validation_rows(net: BoundaryNet, items: list, target_tokens: float, tolerance: int = 20,
-                    bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0) -> list[tuple[float, float]]:
+                    bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0,
+                    bias_band: float | None = None) -> list[tuple[float, float]]:
     """(boundary F1, Pk) per document (token positions) when decoded at target_tokens, as evaluate scores them."""
     rows = []
-    for (*_, labels, positions), probs in zip(items, _probabilities(net, items)):
-        offsets, n_tokens = positions[:-1].tolist(), int(positions[-1])
-        cuts = decode_probabilities(offsets, n_tokens, probs, max(round(target_tokens), 1), bias_by_target=bias_by_target,
-                                    prior_weight=prior_weight)
-        hypothesis = [offsets[i] for i in cuts]
+    for offsets, n_tokens, labels, hypothesis in _decoded(net, items, target_tokens, bias_by_target, prior_weight, bias_band):
         reference = [o for o, label in zip(offsets, labels.tolist()) if label]
         rows.append((boundary_f1(reference, hypothesis, tolerance).f1, pk(reference, hypothesis, n_tokens)))
     return rows
 
 
+def validation_mean_block_tokens(net: BoundaryNet, items: list, target_tokens: float, bias_by_target: dict[str, float] | None = None,
+                                 prior_weight: float = 1.0, bias_band: float | None = None) -> float:
+    """Total tokens / total blocks over items when decoded at target_tokens (how well the target is tracked)."""
+    decoded = list(_decoded(net, items, target_tokens, bias_by_target, prior_weight, bias_band))
+    return sum(n for _, n, _, _ in decoded) / sum(len(cuts) + 1 for *_, cuts in decoded)
+
+
+def _decoded(net: BoundaryNet, items: list, target_tokens: float, bias_by_target: dict[str, float] | None, prior_weight: float,
+             bias_band: float | None) -> Any:
+    """(candidate offsets, n_tokens, labels, cut token positions) per item, decoded as Segmenter.cut_indices does."""
+    for (*_, labels, positions), probs in zip(items, _probabilities(net, items)):
+        offsets, n_tokens = positions[:-1].tolist(), int(positions[-1])
+        cuts = decode_probabilities(offsets, n_tokens, probs, max(round(target_tokens), 1), bias_by_target=bias_by_target,
+                                    prior_weight=prior_weight, bias_band=bias_band)
+        yield offsets, n_tokens, labels, [offsets[i] for i in cuts]
+
+
 def validation_score(net: BoundaryNet, items: list, target_tokens: float, tolerance: int = 20,
-                     bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0) -> float:
+                     bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0,
+                     bias_band: float | None = None) -> float:
     """Mean over documents of boundary F1 - Pk (validation_rows), the score early stopping and model choice use."""
-    rows = validation_rows(net, items, target_tokens, tolerance, bias_by_target, prior_weight)
+    rows = validation_rows(net, items, target_tokens, tolerance, bias_by_target, prior_weight, bias_band)
     return float(np.mean([f1 - p for f1, p in rows]))
 
 
-def bias_table(net: BoundaryNet, items: list, prior_weight: float = 1.0, targets: tuple[int, ...] = BIAS_TARGETS) -> dict[str, float]:
-    """decode.fit_bias on items (validation) at each of targets: SegmenterConfig.bias_by_target."""
+def bias_table(net: BoundaryNet, items: list, prior_weight: float = 1.0, targets: tuple[int, ...] = BIAS_TARGETS,
+               min_documents: int = MIN_FIT_DOCUMENTS) -> dict[str, float]:
+    """decode.fit_bias on items (validation) at each of targets that min_documents of them are long enough for
+    (3 blocks): SegmenterConfig.bias_by_target."""
     docs = []
     for (*_, positions), probs in zip(items, _probabilities(net, items)):
         probs = np.clip(probs, 1e-6, 1 - 1e-6)
         docs.append((positions[:-1].tolist(), int(positions[-1]), np.log(probs / (1 - probs)).tolist()))
-    return {str(target): round(fit_bias(docs, target, prior_weight), 4) for target in targets}
+    return {str(target): round(fit_bias(docs, target, prior_weight), 4) for target in targets
+            if sum(n >= 3 * target for _, n, _ in docs) >= min_documents}
 
 
 def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
@@ -221,6 +245,7 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     net.load_state_dict(state["best_state"])
     seg.net = net.cpu().eval()
     seg.config.prior_weight = config.prior_weight
+    seg.config.bias_band = config.bias_band
     if config.fit_bias:
         seg.config.bias_by_target = bias_table(seg.net, [tuple(x.cpu() for x in item) for item in val_items], config.prior_weight)
     seg.save(out)
