@@ -243,6 +243,61 @@ def test_training_is_seeded_two_runs_give_the_same_weights(tmp_path):
 
 
 @pytest.mark.slow
+def test_interrupted_training_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_path):
+    """Killed after an epoch, or Ctrl-C in the middle of one: rerunning the same training resumes from the last
+    finished epoch's checkpoint and ends with the head and training record of a run that was never interrupted."""
+    import shutil
+    import signal
+
+    from rich.progress import Progress
+
+    from semanticseg.checkpoint import load_checkpoint
+    from semanticseg.segmenter.train import TrainConfig, train
+
+    class CtrlC(Progress):
+        """A real (hidden) progress display that presses Ctrl-C (SIGINT to this process) when training reports
+        its `batches`-th optimiser step, or `epochs` epochs finished (their checkpoint written)."""
+
+        def __init__(self, batches: int = 0, epochs: int = 0) -> None:
+            super().__init__(disable=True)
+            self.batches, self.epochs = batches, epochs
+
+        def advance(self, task_id, advance=1):
+            super().advance(task_id, advance)
+            if self._tasks[task_id].description == "train":
+                self.batches -= 1
+                if self.batches == 0:
+                    signal.raise_signal(signal.SIGINT)
+
+        def update(self, task_id, **fields):
+            super().update(task_id, **fields)
+            if self._tasks[task_id].description == "train" and fields.get("completed") == self.epochs:
+                signal.raise_signal(signal.SIGINT)
+
+    instances = concat_instances(_docs(), per_category=24, passage_tokens=(60, 200), passages_per_instance=(3, 4))
+    splits = split_instances(instances)
+    write_splits(splits, tmp_path / "data")
+    assert len(splits["train"]) > 8  # two mini-batches per epoch, so an interrupt can fall between them
+
+    def run(name: str, interrupt: CtrlC | None = None) -> tuple[bytes, str]:
+        out = tmp_path / name
+        if name != "whole":  # the embeddings of the first run: only training differs between the runs
+            shutil.copytree(tmp_path / "whole" / "cache", out / "cache")
+        config = TrainConfig(data=str(tmp_path / "data"), out=str(out), hidden=16, layers=2, epochs=3, patience=3, device="cpu",
+                             voter_target_tokens=0)
+        if interrupt is not None:
+            with pytest.raises(KeyboardInterrupt):
+                train(config, interrupt)
+            assert load_checkpoint(out / "checkpoint.pt")["state"]["epoch"] == 1  # what the rerun resumes from
+        train(config)
+        return (out / "model.safetensors").read_bytes(), (out / "training.json").read_text()
+
+    whole = run("whole")
+    assert run("killed_after_epoch_1", CtrlC(epochs=1)) == whole
+    assert run("ctrl_c_in_epoch_2", CtrlC(batches=3)) == whole
+
+
+@pytest.mark.slow
 def test_embedding_store_gives_the_encoders_vectors_once():
     from semanticseg.segmenter.units import EmbeddingStore, doc_units, embed_units, load_encoder
 

@@ -234,10 +234,14 @@ class Segmenter:
         """Write config.json and model.safetensors into path."""
         from safetensors.torch import save_file
 
+        from semanticseg.io import atomic_path
+
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(path / "model.safetensors"))
+        with atomic_path(path / "config.json") as tmp:  # a crash mid-save leaves the old file, never half of one
+            tmp.write_text(json.dumps(asdict(self.config), indent=2))
+        with atomic_path(path / "model.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(tmp))
 
     def inputs(self, units: Units, store: EmbeddingStore | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The network inputs for units: embeddings (from store where it has them), unit features, voter features

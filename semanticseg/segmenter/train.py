@@ -7,7 +7,9 @@ Early stopping and the kept weights follow the validation score the model is jud
 validation documents are decoded at the reference mean block length and scored boundary F1 - Pk
 (the two can disagree, and a small validation set makes the loss a noisy proxy).
 Each epoch ends with an atomic checkpoint (`checkpoint.pt`: model, optimiser, epoch, best state,
-history); rerunning the same command resumes from it.
+history, the torch generator that dropout draws from; the data order is replayed from the seed); rerunning the
+same command resumes from it, and a run interrupted (crash, Ctrl-C) and resumed ends with the same model and
+training record as one that was not (bit for bit on CPU; on a GPU as far as its kernels are deterministic).
 """
 
 from __future__ import annotations
@@ -165,6 +167,24 @@ def bias_table(net: BoundaryNet, items: list, prior_weight: float = 1.0, targets
             if sum(n >= 3 * target for _, n, _ in docs) >= min_documents}
 
 
+def _rng_state(device: str) -> dict[str, Any]:
+    """The torch generators dropout draws from on device (the data order is replayed from the seed instead)."""
+    import torch
+
+    state = {"cpu": torch.get_rng_state()}
+    if torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: str) -> None:
+    import torch
+
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     """Train on config.data's train split, stop early on the validation score, save the best model to config.out."""
     import torch
@@ -217,17 +237,24 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     if saved is not None:
         net.load_state_dict(saved["model"]), optimiser.load_state_dict(saved["optimiser"])
         state = saved["state"]
+        if "rng" in saved:  # checkpoints from before it was kept resume without it (not bit for bit)
+            _set_rng_state(saved["rng"], device)
     task = progress.add_task("train", total=config.epochs, completed=state["epoch"], info="") if progress else None
     order = list(range(len(train_items)))
-    rng = random.Random(config.seed + state["epoch"])
+    rng = random.Random(config.seed)
+    for _ in range(state["epoch"]):  # replay the finished epochs' shuffles: a resumed run sees the same data order
+        rng.shuffle(order)
+    batches = range(0, len(order), 8)  # mini-batches of 8 documents
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
         net.train()
         rng.shuffle(order)
-        for start in range(0, len(order), 8):  # mini-batches of 8 documents
+        for start in batches:
             optimiser.zero_grad()
             _loss(net, [train_items[i] for i in order[start : start + 8]], pos_weight).backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimiser.step()
+            if progress:
+                progress.advance(task, 1 / len(batches))
         net.eval()
         with torch.no_grad():
             val_loss = float(_loss(net, val_items, pos_weight))
@@ -239,7 +266,7 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
         else:
             state["bad_epochs"] += 1
         with atomic_path(checkpoint) as tmp:
-            torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "state": state}, tmp)
+            torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "state": state, "rng": _rng_state(device)}, tmp)
         if progress:
             progress.update(task, completed=state["epoch"], info=f"val F1-Pk {val_score:.3f} (best {state['best_score']:.3f}), loss {val_loss:.3f}")
     net.load_state_dict(state["best_state"])
