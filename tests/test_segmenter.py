@@ -245,9 +245,11 @@ def test_training_is_seeded_two_runs_give_the_same_weights(tmp_path):
 @pytest.mark.slow
 def test_interrupted_training_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_path):
     """Killed after an epoch, or Ctrl-C in the middle of one: rerunning the same training resumes from the last
-    finished epoch's checkpoint and ends with the head and training record of a run that was never interrupted."""
+    finished epoch's checkpoint and ends with the head and training record of a run that was never interrupted.
+    Ctrl-C while embedding keeps the embedded documents' vectors, and the rerun ends the same way too."""
     import shutil
     import signal
+    import sqlite3
 
     from rich.progress import Progress
 
@@ -255,18 +257,19 @@ def test_interrupted_training_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_p
     from semanticseg.segmenter.train import TrainConfig, train
 
     class CtrlC(Progress):
-        """A real (hidden) progress display that presses Ctrl-C (SIGINT to this process) when training reports
-        its `batches`-th optimiser step, or `epochs` epochs finished (their checkpoint written)."""
+        """A real (hidden) progress display that presses Ctrl-C (SIGINT to this process) at the `steps`-th step
+        of its task named `task` (a document embedded, an optimiser step), or when `epochs` epochs are finished
+        (their checkpoint written)."""
 
-        def __init__(self, batches: int = 0, epochs: int = 0) -> None:
+        def __init__(self, task: str = "", steps: int = 0, epochs: int = 0) -> None:
             super().__init__(disable=True)
-            self.batches, self.epochs = batches, epochs
+            self.task, self.steps, self.epochs = task, steps, epochs
 
         def advance(self, task_id, advance=1):
             super().advance(task_id, advance)
-            if self._tasks[task_id].description == "train":
-                self.batches -= 1
-                if self.batches == 0:
+            if self._tasks[task_id].description == self.task:
+                self.steps -= 1
+                if self.steps == 0:
                     signal.raise_signal(signal.SIGINT)
 
         def update(self, task_id, **fields):
@@ -281,20 +284,26 @@ def test_interrupted_training_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_p
 
     def run(name: str, interrupt: CtrlC | None = None) -> tuple[bytes, str]:
         out = tmp_path / name
-        if name != "whole":  # the embeddings of the first run: only training differs between the runs
+        if interrupt is not None and interrupt.task != "embed train":  # only training differs: the first run's embeddings
             shutil.copytree(tmp_path / "whole" / "cache", out / "cache")
         config = TrainConfig(data=str(tmp_path / "data"), out=str(out), hidden=16, layers=2, epochs=3, patience=3, device="cpu",
                              voter_target_tokens=0)
         if interrupt is not None:
             with pytest.raises(KeyboardInterrupt):
                 train(config, interrupt)
-            assert load_checkpoint(out / "checkpoint.pt")["state"]["epoch"] == 1  # what the rerun resumes from
+            if interrupt.task == "embed train":  # what the rerun does not embed again
+                (store,) = (out / "cache").glob("embeddings-*.sqlite")
+                assert sqlite3.connect(store).execute("SELECT count(*) FROM vectors").fetchone()[0] > 0
+            else:
+                assert load_checkpoint(out / "checkpoint.pt")["state"]["epoch"] == 1  # what the rerun resumes from
         train(config)
+        assert not list((out / "cache").glob("*.sqlite"))  # the split caches hold the embeddings once done
         return (out / "model.safetensors").read_bytes(), (out / "training.json").read_text()
 
     whole = run("whole")
     assert run("killed_after_epoch_1", CtrlC(epochs=1)) == whole
-    assert run("ctrl_c_in_epoch_2", CtrlC(batches=3)) == whole
+    assert run("ctrl_c_in_epoch_2", CtrlC("train", steps=3)) == whole
+    assert run("ctrl_c_while_embedding", CtrlC("embed train", steps=5)) == whole
 
 
 @pytest.mark.slow

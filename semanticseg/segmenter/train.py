@@ -1,8 +1,9 @@
 """Training recipe for the segmenter: setup, train (early stopping on validation), save, resume.
 
 The sentence encoder is frozen, so unit embeddings are computed once per split and cached beside the
-outputs (`cache/<split>.pt`); only the small BoundaryNet trains, which is minutes on a CPU. Positives
-(candidates that are reference cuts) are rare, so the loss weights them by negatives / positives.
+outputs (`cache/<split>.pt`; while embedding, the vectors so far in `cache/embeddings-*.sqlite`); only the
+small BoundaryNet trains, which is minutes on a CPU. Positives (candidates that are reference cuts) are rare,
+so the loss weights them by negatives / positives.
 Early stopping and the kept weights follow the validation score the model is judged by, not the loss:
 validation documents are decoded at the reference mean block length and scored boundary F1 - Pk
 (the two can disagree, and a small validation set makes the loss a noisy proxy).
@@ -211,11 +212,17 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     seg = Segmenter(SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
                                     max_unit_tokens=config.max_unit_tokens, encoding=config.encoding,
                                     voter_target_tokens=config.voter_target_tokens))
-    # One store for both splits: the concatenation instances are passages of the authored ones, so most of their
-    # units are embedded once.
-    store = EmbeddingStore(":memory:")
+    # One store for both splits (the concatenation instances are passages of the authored ones, so most of their
+    # units are embedded once), on disk while embedding: a run interrupted there keeps what it embedded, and the rerun
+    # embeds the rest in the batches an uninterrupted run would (the encoder's low bits depend on the batch). Named by
+    # the data, so a store left by other data never changes the batches; removed once both splits are cached.
+    keys = {"train": cache_key(splits["train"], seg.config), "validation": cache_key(splits["validation"], seg.config)}
+    store_path = out / "cache" / f"embeddings-{fingerprint(keys)}.sqlite"
+    store = EmbeddingStore(store_path)
     train_items = prepare(splits["train"], seg, out / "cache" / "train.pt", progress, store)
     val_items = prepare(splits["validation"], seg, out / "cache" / "validation.pt", progress, store)
+    store.db.close()
+    store_path.unlink()
     if device == "cpu":
         # After embedding (the encoder's large matrix products use every core): the head's operations are
         # small, intra-op threads mostly wait for each other, and on a shared 2-core machine an epoch took
