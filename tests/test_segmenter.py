@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from semanticseg.errors import UserError
 from semanticseg.schema import Document
 from semanticseg.segmenter.data import concat_instances, load_splits, split_instances, write_splits
 from semanticseg.segmenter.decode import decode
@@ -205,6 +206,9 @@ def test_tiny_segmenter_trains_resumes_and_round_trips(tmp_path):
     # Resume: more epochs continue from the checkpoint instead of starting over.
     config.epochs = 3
     assert [h["epoch"] for h in train(config)["history"]] == [1, 2, 3]
+    # Other settings would train a model of neither run: refused in one line, before the slow embedding.
+    with pytest.raises(UserError, match="checkpoint.pt: written by a run with other hidden, lr; .* delete it"):
+        train(dataclasses.replace(config, hidden=32, lr=0.01))
     card = write_card(tmp_path / "model").read_text()
     assert "Trainable parameters" in card and "minilm" in card
 

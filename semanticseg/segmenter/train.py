@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from semanticseg.checkpoint import load_checkpoint
+from semanticseg.errors import UserError
 from semanticseg.io import atomic_path, fingerprint, write_json
 from semanticseg.metrics import boundary_f1, pk
 from semanticseg.schema import Instance
@@ -56,6 +57,11 @@ class TrainConfig:
     fit_bias: bool = False  # after training, fit a decoding bias per target on validation (SegmenterConfig.bias_by_target)
     prior_weight: float = 1.0  # the length prior's weight when decoding
     bias_band: float | None = None  # with fit_bias: SegmenterConfig.bias_band
+
+
+# The settings a checkpoint must have been written with to be resumed (with the data, by its cache keys); epochs,
+# patience and device may change between runs, and the decoding settings apply after training.
+RESUME_SETTINGS = ("encoding", "hidden", "layers", "dropout", "lr", "weight_decay", "seed")
 
 
 def instance_units(inst: Instance, encoding: str) -> tuple[Units, np.ndarray]:
@@ -216,7 +222,12 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     # units are embedded once), on disk while embedding: a run interrupted there keeps what it embedded, and the rerun
     # embeds the rest in the batches an uninterrupted run would (the encoder's low bits depend on the batch). Named by
     # the data, so a store left by other data never changes the batches; removed once both splits are cached.
-    keys = {"train": cache_key(splits["train"], seg.config), "validation": cache_key(splits["validation"], seg.config)}
+    keys = {"train data": cache_key(splits["train"], seg.config), "validation data": cache_key(splits["validation"], seg.config)}
+    # A checkpoint resumes only the run that wrote it: other data or settings would give a model of neither.
+    run = {**keys, **{name: getattr(config, name) for name in RESUME_SETTINGS}}
+    if saved is not None and saved.get("run", run) != run:
+        changed = ", ".join(name for name in run if saved["run"].get(name) != run[name])
+        raise UserError(f"{checkpoint}: written by a run with other {changed}; rerun with those to resume, or delete it to start over")
     store_path = out / "cache" / f"embeddings-{fingerprint(keys)}.sqlite"
     store = EmbeddingStore(store_path)
     train_items = prepare(splits["train"], seg, out / "cache" / "train.pt", progress, store)
@@ -273,7 +284,7 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
         else:
             state["bad_epochs"] += 1
         with atomic_path(checkpoint) as tmp:
-            torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "state": state, "rng": _rng_state(device)}, tmp)
+            torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "state": state, "rng": _rng_state(device), "run": run}, tmp)
         if progress:
             progress.update(task, completed=state["epoch"], info=f"val F1-Pk {val_score:.3f} (best {state['best_score']:.3f}), loss {val_loss:.3f}")
     net.load_state_dict(state["best_state"])
