@@ -131,15 +131,19 @@ def decode(
     return best
 
 
-def fit_bias(documents: Sequence[tuple[Sequence[int], int, Sequence[float]]], target_tokens: int, prior_weight: float = 1.0) -> float:
+def fit_bias(documents: Sequence[tuple[Sequence[int], int, Sequence[float]]], target_tokens: int, prior_weight: float = 1.0,
+             rounded: bool = False) -> float:
     """The one bias (added to every score) under which `decode` without per-document calibration gives these
     documents (token_offsets, n_tokens, scores) a mean block length of target_tokens over all of them.
 
     Per-document calibration gives every document round(n_tokens / target) blocks; a bias fitted over a
     corpus instead lets a document with many strong boundaries have more blocks and one with few have
-    fewer, while the corpus mean stays on target."""
+    fewer, while the corpus mean stays on target. rounded: the total block count aimed at is the sum of
+    max(round(n_tokens / target), 1), the count per-document calibration gives these documents, instead of
+    total tokens / target (the two differ where documents hold only a few blocks of the target)."""
     total = sum(n for _, n, _ in documents)
-    want = max(total / target_tokens, len(documents))
+    want = (sum(max(round(n / target_tokens), 1) for _, n, _ in documents) if rounded
+            else max(total / target_tokens, len(documents)))
 
     def blocks(bias: float) -> int:
         return sum(len(decode(o, n, [s + bias for s in scores], target_tokens, prior_weight=prior_weight, calibrate=False)) + 1

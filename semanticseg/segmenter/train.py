@@ -163,14 +163,14 @@ def validation_score(net: BoundaryNet, items: list, target_tokens: float, tolera
 
 
 def bias_table(net: BoundaryNet, items: list, prior_weight: float = 1.0, targets: tuple[int, ...] = BIAS_TARGETS,
-               min_documents: int = MIN_FIT_DOCUMENTS) -> dict[str, float]:
-    """decode.fit_bias on items (validation) at each of targets that min_documents of them are long enough for
-    (3 blocks): SegmenterConfig.bias_by_target."""
+               min_documents: int = MIN_FIT_DOCUMENTS, rounded: bool = False) -> dict[str, float]:
+    """decode.fit_bias (with its `rounded`) on items (validation) at each of targets that min_documents of them are
+    long enough for (3 blocks): SegmenterConfig.bias_by_target."""
     docs = []
     for (*_, positions), probs in zip(items, _probabilities(net, items)):
         probs = np.clip(probs, 1e-6, 1 - 1e-6)
         docs.append((positions[:-1].tolist(), int(positions[-1]), np.log(probs / (1 - probs)).tolist()))
-    return {str(target): round(fit_bias(docs, target, prior_weight), 4) for target in targets
+    return {str(target): round(fit_bias(docs, target, prior_weight, rounded), 4) for target in targets
             if sum(n >= 3 * target for _, n, _ in docs) >= min_documents}
 
 
