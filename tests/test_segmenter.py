@@ -119,6 +119,32 @@ def test_banded_bias_decoding_of_real_text_stays_in_the_band_and_beyond_the_fitt
         assert blocks == max(round(units[longest].n_tokens / target), 1), (target, blocks)
 
 
+@pytest.mark.slow
+def test_length_neutral_bias_gives_real_text_the_block_count_of_per_document_calibration():
+    from semanticseg.segmenter.decode import fit_bias
+    from semanticseg.segmenter.model import Segmenter
+    from semanticseg.segmenter.units import doc_units
+
+    text = "\n".join(d.text for d in _docs()[:2])
+    pieces, start = [], 0
+    while start < len(text):  # pieces of about 1,400-1,600 tokens, cut at line ends
+        end = text.find("\n", start + 6400)
+        end = len(text) if end < 0 else end
+        pieces.append(text[start:end])
+        start = end + 1
+    seg = Segmenter.load()
+    units = [doc_units(p, "technical_docs") for p in pieces]
+    probs = [np.clip(seg.probabilities(u), 1e-6, 1 - 1e-6) for u in units]
+    docs = [(u.token_offsets, u.n_tokens, np.log(p / (1 - p)).tolist()) for u, p in zip(units, probs)]
+    target = 880  # each piece 1.6-1.9 targets long: it rounds to 2 blocks, far from total tokens / target
+    want = sum(max(round(u.n_tokens / target), 1) for u in units)
+    assert want - sum(u.n_tokens for u in units) / target >= 4  # the two aims differ: the test tells them apart
+    bias = fit_bias(docs, target, 0.3, rounded=True)
+    blocks = [len(decode(o, n, [s + bias for s in sc], target, prior_weight=0.3, calibrate=False)) + 1 for o, n, sc in docs]
+    assert abs(sum(blocks) - want) <= 1, (sum(blocks), want)
+    assert len(set(blocks)) > 1  # still one bias, not one count per document
+
+
 def test_decode_least_violation_when_constraints_cannot_hold():
     # One candidate in 10k tokens: max_tokens 1000 cannot hold; still one segmentation, never an error.
     assert decode([5000], 10_000, [1.0], target_tokens=500, max_tokens=1000) == [0]
