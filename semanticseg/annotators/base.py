@@ -43,6 +43,9 @@ class Annotator(Method, ABC):
         doc, candidates = prepared
         return self.propose(doc, candidates, target_tokens).cuts
 
+    def load(self) -> None:
+        """Load what propose needs (a model) now rather than on the first document; a no-op for rules."""
+
     @abstractmethod
     def propose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Proposal:
         """Cuts for doc, each one of candidates.offsets, aiming at blocks of about target_tokens."""

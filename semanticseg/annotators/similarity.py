@@ -48,6 +48,9 @@ class SimilarityAnnotator(Annotator):
         # device: where the encoder runs (a Ray actor given a GPU share sets "cuda").
         self.window_tokens, self.batch_size, self.device = window_tokens, batch_size, device
 
+    def load(self) -> None:
+        load_encoder(self.device)
+
     def propose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Proposal:
         """Cuts for doc at similarity valleys under the target-length prior."""
         if not candidates.offsets:

@@ -59,6 +59,10 @@ class _AnnotatorActor:
         self.annotator = make()
         if ray.get_gpu_ids() and hasattr(self.annotator, "device"):
             self.annotator.device = "cuda"  # Ray set CUDA_VISIBLE_DEVICES to this actor's GPU
+        # The model now, while every actor of the pool starts at once: loaded in the first propose instead (importing
+        # sentence-transformers and its model takes seconds), each actor's first document would carry it, the pool's
+        # start would look short and the actors' seconds per document would grow with their number.
+        self.annotator.load()
         self.busy_s = 0.0
 
     def propose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Any:
