@@ -319,8 +319,16 @@ def test_interrupted_training_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_p
         config = TrainConfig(data=str(tmp_path / "data"), out=str(out), hidden=16, layers=2, epochs=3, patience=3, device="cpu",
                              voter_target_tokens=0)
         if interrupt is not None:
-            with pytest.raises(KeyboardInterrupt):
-                train(config, interrupt)
+            # Python's own Ctrl-C handler, as in a terminal: in the whole suite an earlier test's library (e.g. Ray's
+            # driver) can leave SIGINT handled elsewhere, ignored or blocked, and the signal then never raises here.
+            previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+            mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    train(config, interrupt)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                signal.signal(signal.SIGINT, previous)
             if interrupt.task == "embed train":  # what the rerun does not embed again
                 (store,) = (out / "cache").glob("embeddings-*.sqlite")
                 assert sqlite3.connect(store).execute("SELECT count(*) FROM vectors").fetchone()[0] > 0
