@@ -85,14 +85,10 @@ class OnnxEncoder:
         """Embeddings of texts (n, dim): tokenised once, then run in batches of similar token length
         (`length_batches`), so little of the encoder's work goes to padding."""
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
-        rows = [encoded[k] for k in INPUTS]
         out: np.ndarray | None = None
-        for index in length_batches([len(ids) for ids in rows[0]], batch_size):
-            longest = len(rows[0][index[0]])
-            batch = {k: np.zeros((len(index), longest), np.int64) for k in INPUTS}
-            for row, j in enumerate(index):
-                for k, values in zip(INPUTS, rows):
-                    batch[k][row, : len(values[j])] = values[j]
+        for index in length_batches([len(ids) for ids in encoded["input_ids"]], batch_size):
+            padded = self.tokenizer.pad({k: [encoded[k][j] for j in index] for k in INPUTS}, return_tensors="np")
+            batch = {k: padded[k].astype(np.int64) for k in INPUTS}
             hidden = self.session.run(None, batch)[0]
             mask = batch["attention_mask"][..., None].astype(np.float32)
             vectors = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
