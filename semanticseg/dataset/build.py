@@ -131,6 +131,11 @@ def build_category(
     settings = {**asdict(config), "label_studio_url": redact_url(config.label_studio_url)}
     write_json(work_dir / "build.config.json", {"config": settings, "recipe": recipe.to_json()})
     summaries: dict[str, StageSummary] = {}
+    if executor is not None:
+        from semanticseg.dataset.propose import model_makers
+
+        # A model annotator's workers can start loading now and be ready when propose comes (the Ray executor does).
+        executor.prestart(model_makers(config.annotators, work_dir, llm_options))
     for stage in category_stages(category, config, recipe, api_key, llm_options):
         with _shown(progress, overall, f"{category}: {stage.name}"):
             summaries[stage.name] = run_stage(stage, work_dir, progress, force=config.force and stage.name in FORCE_REDOES,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -47,6 +48,13 @@ def build_annotators(specs: list[str], work_dir: Path, llm_options: dict[str, An
 
 def _make_annotator(spec: str, work_dir: Path, llm_options: dict[str, Any]) -> Annotator:
     return build_annotators([spec], work_dir, llm_options)[0]
+
+
+def model_makers(specs: list[str], work_dir: Path, llm_options: dict[str, Any] | None = None) -> dict[str, Callable[[], Annotator]]:
+    """name -> maker of the annotators among specs that keep a model: what an executor may start before propose."""
+    rules = [s for s in specs if parse_name(s)[0] != "llm"]  # an LLM annotator's model is its server's
+    return {a.name: partial(_make_annotator, spec, work_dir, dict(llm_options or {}))
+            for spec, a in zip(rules, build_annotators(rules, work_dir)) if a.keeps_model}
 
 
 def _summarise(proposals: list[Proposal], seconds: dict[str, float], tokens: dict[str, int]) -> dict[str, Any]:

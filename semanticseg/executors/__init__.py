@@ -48,6 +48,9 @@ class Executor(Protocol):
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], chunk: int = 1, shards: Any = None) -> Iterator[Any]:
         """fn(item) for every item, in the items' order (lazily: the caller may stop early)."""
 
+    def prestart(self, makers: dict[str, Callable[[], Any]]) -> None:
+        """The annotators that keep a model (name -> maker) a category's propose stage will use: load them ahead if useful."""
+
     def propose(self, annotators: list[Any], makers: dict[str, Callable[[], Any]], todo: dict[str, list[Document]],
                 by_id: dict[str, Candidates], target_tokens: int, record: Record) -> tuple[dict[str, float], dict[str, int]]:
         """Every annotator over its pending documents; record() each proposal as it arrives; (seconds, tokens) per annotator."""
@@ -64,6 +67,9 @@ class LocalExecutor:
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], chunk: int = 1, shards: Any = None) -> Iterator[Any]:
         """fn over items in this process (chunk and shards only matter for distributed executors)."""
         return map(fn, items)
+
+    def prestart(self, makers: dict[str, Callable[[], Any]]) -> None:
+        """Nothing ahead: the propose stage loads its annotators' models in this process."""
 
     def propose(self, annotators: list[Any], makers: dict[str, Callable[[], Any]], todo: dict[str, list[Document]],
                 by_id: dict[str, Candidates], target_tokens: int, record: Record) -> tuple[dict[str, float], dict[str, int]]:

@@ -105,6 +105,7 @@ class RayExecutor:
         except ImportError:
             raise ValueError("--executor ray needs Ray: pip install 'semanticseg[ray]'") from None
         self._started = not ray.is_initialized()
+        self._local = self._started and not address  # a single-node runtime of this executor's own
         if self._started:
             # The workers inherit this environment (PYTHONPATH, caches); tokenizers must not fork-warn in them.
             env = {"TOKENIZERS_PARALLELISM": "false"}
@@ -121,6 +122,25 @@ class RayExecutor:
         self._task = ray.remote(num_cpus=1)(_apply)
         self.actor_start_s = 0.0  # spent waiting for annotator actors to load their models (bench_build.py reports it)
         self.actor_busy_s: dict[str, float] = {}  # per annotator: its actors' seconds inside propose, all together
+        self._pools: dict[str, list[Any]] = {}  # annotator name -> actors started ahead by prestart
+
+    def prestart(self, makers: dict[str, Callable[[], Any]]) -> None:
+        """Start the actor pools of these model annotators now, while the earlier stages run; propose takes them.
+
+        An actor is always a new process (Ray hands it no idle task worker, and a setup hook would run in the actor's
+        own start too), and importing torch and sentence-transformers and loading the model there takes seconds that
+        otherwise come after the earlier stages. Started here, the pool reserves no CPU: the earlier stages' tasks
+        need every one, so a pool holding them would start only after those stages (or, started in the middle of
+        one, leave it no CPU). The actors propose only once those tasks are done, one torch thread each; until then
+        their start shares the node's CPUs with the tasks, so it is hidden where the tasks leave CPUs idle (the
+        driver reading and writing, a machine with more cores than workers). Only on the single-node runtime this
+        executor started: on a cluster, actors that reserve no CPU could crowd onto one node, so there the pool
+        starts in propose with a CPU per actor. Pools left from an earlier category whose propose had nothing to do
+        are ended first.
+        """
+        self._end_pools()
+        if self._local:
+            self._pools = {name: self._spawn(make, self.workers, cpus=0) for name, make in makers.items()}
 
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], chunk: int = 1, shards: Path | None = None) -> Iterator[Any]:
         """fn(item) for every item, in order, as Ray tasks over chunks of `chunk` items.
@@ -187,7 +207,7 @@ class RayExecutor:
                         record(annotator.name, doc, proposal)
                     seconds[annotator.name] = time.perf_counter() - start
                     continue
-                actors = self._cpu_actors(makers[annotator.name], min(self.workers, len(docs)))
+                actors = self._cpu_actors(annotator.name, makers[annotator.name], min(self.workers, len(docs)))
                 cpu = _Feed(annotator.name, actors, docs, IN_FLIGHT_PER_WORKER // 2 or 1)
                 self._drain([cpu, *llms], by_id, target_tokens, record, seconds, until=cpu)
                 self.actor_busy_s[annotator.name] = sum(ray.get([a.busy.remote() for a in actors]))
@@ -195,6 +215,7 @@ class RayExecutor:
                     ray.kill(actor)
             self._drain(llms, by_id, target_tokens, record, seconds)
         finally:
+            self._end_pools()  # prestarted pools of annotators that had no documents
             for feed in llms:
                 ray.get([a.close.remote() for a in feed.actors])
                 for actor in feed.actors:
@@ -205,20 +226,35 @@ class RayExecutor:
         """Shut down the Ray runtime this executor started (a cluster it joined keeps running)."""
         import ray
 
+        self._end_pools()
         if self._started and ray.is_initialized():
             ray.shutdown()
 
-    def _cpu_actors(self, make: Callable[[], Any], n: int) -> list[Any]:
+    def _cpu_actors(self, name: str, make: Callable[[], Any], n: int) -> list[Any]:
+        """The annotator's pool: the one prestart began (as many actors as workers) or n new ones; all up."""
+        import ray
+
+        start = time.perf_counter()
+        actors = self._pools.pop(name, None) or self._spawn(make, n, cpus=1)
+        ray.get([a.ready.remote() for a in actors])  # all up (in parallel) before the first document is handed out
+        self.actor_start_s += time.perf_counter() - start  # what the build still waits for, after any prestart
+        return actors
+
+    def _spawn(self, make: Callable[[], Any], n: int, cpus: int) -> list[Any]:
         import ray
 
         # GPU shares are floored to Ray's 4-decimal resolution so that n of them never exceed the GPUs there are.
         gpu = math.floor(min(1.0, self.gpus / n) * 1e4) / 1e4 if self.gpus else 0
-        cls = ray.remote(num_cpus=1, num_gpus=gpu, max_restarts=2, max_task_retries=2)(_AnnotatorActor)
-        start = time.perf_counter()
-        actors = [cls.remote(make) for _ in range(n)]
-        ray.get([a.ready.remote() for a in actors])  # all up (in parallel) before the first document is handed out
-        self.actor_start_s += time.perf_counter() - start
-        return actors
+        cls = ray.remote(num_cpus=cpus, num_gpus=gpu, max_restarts=2, max_task_retries=2)(_AnnotatorActor)
+        return [cls.remote(make) for _ in range(n)]
+
+    def _end_pools(self) -> None:
+        import ray
+
+        for actors in self._pools.values():
+            for actor in actors:
+                ray.kill(actor)
+        self._pools = {}
 
     def _llm_actor(self, make: Callable[[], Any]) -> Any:
         import ray
