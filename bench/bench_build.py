@@ -219,22 +219,26 @@ def _plain_propose(item: tuple[Document, Candidates, int]) -> int:
     return doc.n_tokens
 
 
-def plain_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any]]:
-    """The similarity proposals in N plain processes per row of --plain-workers: the machine's own scaling."""
-    import multiprocessing as mp
-
+def proposal_items(root: Path, categories: list[str], limit: int, recipe: Any) -> list[tuple[Document, Candidates, int]]:
+    """(document, candidates, target tokens) of the collected documents under root, longest document first."""
     from semanticseg.dataset.candidates import run_candidates
 
-    recipe = bench_recipe(args)
-    root = Path(tempfile.mkdtemp(prefix="bench_plain_"))
-    categories = args.categories.split(",")
-    collect_once(root, categories, args.limit, recipe)
+    collect_once(root, categories, limit, recipe)
     items: list[tuple[Document, Candidates, int]] = []
     for category in categories:
         run_candidates(root / category)
         cands = {c.doc_id: c for c in read_records(root / category / "candidates.parquet", Candidates)}
         items += [(d, cands[d.id], recipe.target_block_tokens) for d in read_records(root / category / "documents.parquet", Document)]
     items.sort(key=lambda it: -it[0].n_tokens)  # longest first: the last document handed out is a short one
+    return items
+
+
+def plain_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any]]:
+    """The similarity proposals in N plain processes per row of --plain-workers: the machine's own scaling."""
+    import multiprocessing as mp
+
+    root = Path(tempfile.mkdtemp(prefix="bench_plain_"))
+    items = proposal_items(root, args.categories.split(","), args.limit, bench_recipe(args))
     n_tokens = sum(it[0].n_tokens for it in items)
     ctx = mp.get_context("spawn")
     rows: list[dict[str, Any]] = []

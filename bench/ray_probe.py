@@ -9,9 +9,9 @@ the machine are sampled from /proc. Variants:
   default   as RayExecutor starts Ray and its actors
   nice0     Ray's worker_niceness=0 (Ray's default puts workers at nice 15, raylet, GCS and the driver at 0)
   threads   OMP/MKL/OPENBLAS_NUM_THREADS=1 in the workers and torch inter-op threads 1
-  plain     multiprocessing processes, one torch thread each (no Ray): the machine's own scaling
+The same proposals in plain processes (no Ray), the machine's own scaling: `bench_build.py --plain-workers 1,8`.
 
-    python bench/ray_probe.py --limit 24 --actors 1,8 --variants default,nice0,threads,plain --window-s 20
+    python bench/ray_probe.py --limit 24 --actors 1,8 --variants default,nice0,threads --window-s 20
 """
 
 from __future__ import annotations
@@ -155,40 +155,6 @@ def ray_round(items: list[Any], n: int, variant: str, window: float) -> dict[str
     return {"actor_start_s": started, "actors": reports, "top": top, "driver": driver}
 
 
-def _plain_init(warm: Any) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    from semanticseg.annotators.similarity import SimilarityAnnotator
-
-    global ANNOTATOR, METER
-    ANNOTATOR, METER = SimilarityAnnotator(), Meter()
-    ANNOTATOR.propose(*warm)  # the model loaded and its first call paid before anything is measured
-
-
-def _plain_propose(item: Any) -> dict[str, Any]:
-    doc, cands, target = item
-    METER.run(ANNOTATOR, doc, cands, target)
-    return METER.report() | {"pid": os.getpid()}
-
-
-def plain_round(items: list[Any], n: int, window: float) -> dict[str, Any]:
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    last: dict[int, dict[str, Any]] = {}
-    with ctx.Pool(n, initializer=_plain_init, initargs=(items[-1],)) as pool:
-        t0 = None
-        for r in pool.imap_unordered(_plain_propose, items * 50, chunksize=1):  # bounded: the pool queues it all
-            last[r["pid"]] = r
-            t0 = t0 or time.perf_counter()
-            if time.perf_counter() - t0 > window:
-                break
-        pool.terminate()
-    actors = [{k: v for k, v in r.items() if k != "pid"} for r in last.values()]
-    return {"actor_start_s": 0.0, "actors": actors, "top": [], "driver": {}}
-
-
 def summarise(variant: str, n: int, result: dict[str, Any]) -> dict[str, Any]:
     acts = result["actors"]
     wall = sum(a["wall"] for a in acts)
@@ -216,31 +182,19 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=24)
     parser.add_argument("--max-tokens", type=int, default=3000)
     parser.add_argument("--actors", default="1,8")
-    parser.add_argument("--variants", default="default,nice0,threads,plain")
+    parser.add_argument("--variants", default="default,nice0,threads")
     parser.add_argument("--window-s", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    import dataclasses
     import tempfile
 
-    from bench.bench_build import collect_once
-    from semanticseg.dataset.candidates import run_candidates
-    from semanticseg.io import read_records
-    from semanticseg.recipes import load_recipe
-    from semanticseg.schema import Candidates, Document
+    from bench.bench_build import bench_recipe, proposal_items
 
-    recipe = load_recipe()
-    recipe = dataclasses.replace(recipe, min_tokens=min(recipe.min_tokens, args.max_tokens), max_tokens=args.max_tokens)
-    root = Path(tempfile.mkdtemp(prefix="ray_probe_"))
-    collect_once(root, ["code"], args.limit, recipe)
-    run_candidates(root / "code")
-    cands = {c.doc_id: c for c in read_records(root / "code" / "candidates.parquet", Candidates)}
-    items = [(d, cands[d.id], recipe.target_block_tokens) for d in read_records(root / "code" / "documents.parquet", Document)]
-    items.sort(key=lambda it: -it[0].n_tokens)
+    items = proposal_items(Path(tempfile.mkdtemp(prefix="ray_probe_")), ["code"], args.limit, bench_recipe(args))
     rows = []
     for variant in args.variants.split(","):
         for n in [int(x) for x in args.actors.split(",")]:
-            result = plain_round(items, n, args.window_s) if variant == "plain" else ray_round(items, n, variant, args.window_s)
+            result = ray_round(items, n, variant, args.window_s)
             rows.append(summarise(variant, n, result))
     print("\n| variant | actors | actor start s | tokens per busy s per actor | vs 1 actor | CPU / wall in propose | involuntary switches/s |")
     print("|---|---|---|---|---|---|---|")
