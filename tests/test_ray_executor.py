@@ -125,3 +125,14 @@ def test_two_node_ray_build_equals_the_local_build_and_resumes_after_a_kill(tmp_
     subprocess.run(_cli(*on_ray, "--work", str(killed)), env=_env(), check=True, capture_output=True, timeout=600)
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items()), "a proposal made before the kill was made again"
     _same_outputs(local / "code", killed / "code")
+
+
+@pytest.mark.slow
+def test_ray_build_on_its_own_runtime_equals_the_local_build(tmp_path):
+    """Without --address the executor starts Ray here and the similarity actors at the category's start, before
+    collect (RayExecutor.prestart): the files are still the local build's."""
+    local, ray_work = tmp_path / "local", tmp_path / "ray"
+    subprocess.run(_cli(*BUILD, "--work", str(local)), env=_env(), check=True, capture_output=True, timeout=600)
+    on_ray = [*BUILD, "--executor", "ray", "--num-workers", "2", "--work", str(ray_work)]
+    subprocess.run(_cli(*on_ray), env=_env(), check=True, capture_output=True, timeout=600)
+    _same_outputs(local / "code", ray_work / "code")
