@@ -7,7 +7,7 @@ validation splits only (the test splits are scored once, by evaluate, after the 
     python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose --bands 0.1,0.2,0.3,0.5
     python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose --rounded --priors 0.3
     python bench/choose_default_segmenter.py --base runs/base_validation --model semanticseg/segmenter/default \
-        --embedding-cache runs/embeddings.sqlite --out runs/choose-bandfit --fit-in-band --by-category --bands 0.05,0.1
+        --embedding-cache runs/embeddings.sqlite --out runs/choose-bandfit --fit-in-band --by-category --bands 0.05,0.1 --priors 0.3
 
 The rule, fixed before any score was seen: the variant with the highest validation F1 - Pk over all validation
 documents (authored and concatenation together, as training's early stopping scores them) wins; the authored
