@@ -6,6 +6,8 @@ validation splits only (the test splits are scored once, by evaluate, after the 
     python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose --retrain --variants voters,voters_1024
     python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose --bands 0.1,0.2,0.3,0.5
     python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose --rounded --priors 0.3
+    python bench/choose_default_segmenter.py --base runs/base_validation --model semanticseg/segmenter/default \
+        --embedding-cache runs/embeddings.sqlite --out runs/choose-bandfit --fit-in-band --by-category --bands 0.05,0.1 --priors 0.3
 
 The rule, fixed before any score was seen: the variant with the highest validation F1 - Pk over all validation
 documents (authored and concatenation together, as training's early stopping scores them) wins; the authored
@@ -20,8 +22,15 @@ are the plain decoding and the length-neutral bias variants only (the biases fit
 or not, were scored on test already and failed granularity there, so they cannot be chosen again); among those whose
 out-of-fold mean block length is within 5% of the target at 256, 512, 1024 and 2048 (half the issue's 10%: the earlier
 bias drifted about 10% further on test than out of fold), the highest validation F1 - Pk wins; a bias variant that
-wins is then scored once on test. A second table
-gives each variant's Pk / boundary F1 per category of the authored validation split next to the baselines'
+wins is then scored once on test. With --fit-in-band --by-category (written before any score of a bias fitted under
+its band or of the by-category check was seen) the candidates are the plain decoding and the variants whose bias is
+fitted under their band (--bands, at each of --priors; the biases fitted without a band were scored on test already);
+the condition is the by-category out-of-fold mean block length over all validation documents within 5% of the target
+at 256, 512, 1024 and 2048; among those passing, the highest validation F1 - Pk wins; a bias variant that wins is then
+scored once on test. By category: each category's validation documents (authored and concatenation) are decoded with
+the biases fitted on the other categories' documents, so the folds differ in their mix of categories as the test split
+differs from validation (alternate documents keep the mix, and the earlier bias drifted on test with the mix).
+A second table gives each variant's Pk / boundary F1 per category of the authored validation split next to the baselines'
 (--baselines, tuned on validation as evaluate tunes them) and the categories where it beats them all on both:
 shown, not part of the rule (one to sixteen documents per category).
 
@@ -34,7 +43,9 @@ Decoding variants (of the base run's trained head and of each head variant below
 - + length-neutral bias (--rounded): fitted so that the split's total block count is the sum of
   round(n_tokens / target), the count the plain decoding gives it (decode.fit_bias's `rounded`);
 - + bias, band w (--bands): the same fitted bias, but each document's block count kept within a fraction w of
-  round(n_tokens / target) (SegmenterConfig.bias_band), and round(n_tokens / target) blocks beyond the fitted targets.
+  round(n_tokens / target) (SegmenterConfig.bias_band), and round(n_tokens / target) blocks beyond the fitted targets;
+- + bias fitted under band w (--fit-in-band): the bias fitted with the band (decode.fit_bias's `band`), so the
+  split's mean block length is on target as the banded decoding gives it.
 With --retrain, head variants (trained again on the base run's cached unit embeddings; the encoder is frozen):
 - authored_only: without the concatenation instances;
 - voters: the offline annotators' rules as inputs (voter_target_tokens 512);
@@ -67,12 +78,13 @@ from semanticseg.segmenter.train import (  # noqa: E402
     TrainConfig,
     bias_table,
     cache_key,
+    prepare,
     train,
     validation_mean_block_tokens,
     validation_rows,
     validation_score,
 )
-from semanticseg.segmenter.units import doc_units  # noqa: E402
+from semanticseg.segmenter.units import EmbeddingStore, doc_units  # noqa: E402
 from semanticseg.segmenter.voters import voter_features  # noqa: E402
 
 
@@ -99,27 +111,40 @@ GRANULARITY = (256, 512, 1024, 2048)  # the targets whose mean block length on v
 
 
 def _scores(net: torch.nn.Module, parts: dict[str, list], bias: dict[str, float] | None = None, prior_weight: float = 1.0,
-            band: float | None = None, fold_bias: tuple[dict, dict] | None = None) -> dict:
+            band: float | None = None, folds: list[tuple[list, dict | None]] | None = None) -> dict:
     """F1 - Pk per part at its reference mean block length, and the mean block length over all validation documents
-    per target, each half decoded with fold_bias's table of the other half (the docstring says why)."""
+    per target, each fold's documents decoded with its table (fitted on other documents: the docstring says why)."""
     out = {name: validation_score(net, items, _reference_mean(items), bias_by_target=bias, prior_weight=prior_weight, bias_band=band)
            for name, items in parts.items()}
-    halves = _halves(parts["all"])
     lengths = {}
     for t in GRANULARITY:
         tokens = blocks = 0.0
-        for half, table in zip(halves, fold_bias[::-1] if fold_bias else (None, None)):
-            mean = validation_mean_block_tokens(net, half, t, table, prior_weight, band)
-            tokens += sum(int(p[-1]) for *_, p in half)
-            blocks += sum(int(p[-1]) for *_, p in half) / mean
+        for items, table in folds or [(parts["all"], None)]:
+            mean = validation_mean_block_tokens(net, items, t, table, prior_weight, band)
+            tokens += sum(int(p[-1]) for *_, p in items)
+            blocks += sum(int(p[-1]) for *_, p in items) / mean
         lengths[t] = tokens / blocks
-    return out | {"granularity": {str(t): m / t - 1 for t, m in lengths.items()},
-                  "granular": all(abs(m / t - 1) <= 0.10 for t, m in lengths.items())}
+    return out | {"granularity": {str(t): m / t - 1 for t, m in lengths.items()}}
 
 
 def _halves(items: list) -> tuple[list, list]:
     """Alternate documents: both halves hold authored and concatenation documents of every length."""
     return items[0::2], items[1::2]
+
+
+def _folds(net: torch.nn.Module, items: list, categories: list[str] | None, table: dict[str, float], weight: float,
+           rounded: bool, band: float | None) -> list[tuple[list, dict]]:
+    """(documents, the bias table fitted on the others) per fold: alternate halves, or (categories given) one fold per
+    category, its table fitted at the full table's targets on the other categories' documents."""
+    if categories is None:
+        halves = _halves(items)
+        # Each half as dense in long documents as the whole: half the documents needed per target.
+        tables = [bias_table(net, half, weight, min_documents=MIN_FIT_DOCUMENTS // 2, rounded=rounded, band=band) for half in halves]
+        return [(halves[0], tables[1]), (halves[1], tables[0])]
+    targets = tuple(int(t) for t in table)
+    return [([i for i, c in zip(items, categories) if c == cat],
+             bias_table(net, [i for i, c in zip(items, categories) if c != cat], weight, targets, 0, rounded, band))
+            for cat in sorted(set(categories))]
 
 
 # Head variants: (concatenation instances too, voter_target_tokens, epochs); None keeps the recipe's.
@@ -147,19 +172,22 @@ def _baselines_by_category(names: list[str], validation: list) -> dict[str, dict
 
 
 def _decodings(name: str, net: torch.nn.Module, parts: dict[str, list], target: float, categories: list[str],
-               bands: tuple[float, ...] = (), priors: tuple[float, ...] = (1.0, 0.3), rounded: bool = False) -> tuple[dict, dict]:
-    """Overall scores and authored per-category Pk / F1 of a head with each decoding variant."""
+               bands: tuple[float, ...] = (), priors: tuple[float, ...] = (1.0, 0.3), rounded: bool = False,
+               fit_in_band: bool = False, fold_categories: list[str] | None = None) -> tuple[dict, dict]:
+    """Overall scores and authored per-category Pk / F1 of a head with each decoding variant (fold_categories: the
+    category of each of parts["all"], for the by-category length check)."""
     results = {name: _scores(net, parts)}
     per_category = {name: _by_category(validation_rows(net, parts["authored"], target), categories)}
     for weight in priors:
-        table = bias_table(net, parts["all"], weight, rounded=rounded)  # train.BIAS_TARGETS, as the build fits them
-        # Each half as dense in long documents as the whole: half the documents needed per target.
-        folds = tuple(bias_table(net, half, weight, min_documents=MIN_FIT_DOCUMENTS // 2, rounded=rounded) for half in _halves(parts["all"]))
-        for band in (None, *bands):
+        table = folds = None
+        for band in bands if fit_in_band else (None, *bands):
+            if table is None or fit_in_band:  # train.BIAS_TARGETS, as the build fits them
+                table = bias_table(net, parts["all"], weight, rounded=rounded, band=band if fit_in_band else None)
+                folds = _folds(net, parts["all"], fold_categories, table, weight, rounded, band if fit_in_band else None)
             variant = (f"{name} + {'length-neutral ' if rounded else ''}bias, prior {weight}"
-                       + ("" if band is None else f", band {band}"))
+                       + ("" if band is None else f", {'fitted under ' if fit_in_band else ''}band {band}"))
             results[variant] = _scores(net, parts, table, weight, band, folds) | {"bias_by_target": table, "prior_weight": weight,
-                                                                                  "bias_band": band, "fold_bias": folds}
+                                                                                  "bias_band": band, "fold_bias": [t for _, t in folds]}
             rows = validation_rows(net, parts["authored"], target, bias_by_target=table, prior_weight=weight, bias_band=band)
             per_category[variant] = _by_category(rows, categories)
             print(variant, results[variant], flush=True)
@@ -178,20 +206,31 @@ def main() -> None:
     parser.add_argument("--bands", default="", help="band widths to try around round(n_tokens / target) blocks, e.g. 0.1,0.2")
     parser.add_argument("--priors", default="1.0,0.3", help="the length prior's weights to fit biases at")
     parser.add_argument("--rounded", action="store_true", help="fit length-neutral biases (the plain decoding's block count)")
+    parser.add_argument("--fit-in-band", action="store_true", help="fit each banded variant's bias under its band (--bands)")
+    parser.add_argument("--by-category", action="store_true", help="the out-of-fold length check by category, not alternate halves")
+    parser.add_argument("--embedding-cache", type=Path, default=None,
+                        help="without --base's cache/validation.pt: embed the validation splits through this store into it")
     args = parser.parse_args()
     torch.set_num_threads(1)
     authored, concat = load_splits(args.data / "authored"), load_splits(args.data / "concat")
-    base_train = torch.load(args.base / "cache" / "train.pt", weights_only=True)["items"]
-    base_val = torch.load(args.base / "cache" / "validation.pt", weights_only=True)["items"]
+    segmenter = Segmenter.load(args.model or args.base)
+    net = segmenter.net
+    validation = authored["validation"] + concat["validation"]  # as the build's training orders them
+    store = EmbeddingStore(args.embedding_cache) if args.embedding_cache else None
+    base_val = prepare(validation, segmenter, args.base / "cache" / "validation.pt", store=store)  # the build's cache when there
+    if len(base_val) != len(validation):
+        raise SystemExit("a validation document without candidates: the parts below would be misaligned")
     n_train, n_val = len(authored["train"]), len(authored["validation"])
     parts = {"all": base_val, "authored": base_val[:n_val], "concat": base_val[n_val:]}
-    net = Segmenter.load(args.model or args.base).net
     categories = [i.category for i in authored["validation"]]
+    fold_categories = [i.category for i in validation] if args.by_category else None
     target = _reference_mean(parts["authored"])
     bands = tuple(float(b) for b in args.bands.split(",") if b)
     priors = tuple(float(w) for w in args.priors.split(","))
-    results, per_category = _decodings("base", net, parts, target, categories, bands, priors, args.rounded)
+    results, per_category = _decodings("base", net, parts, target, categories, bands, priors, args.rounded, args.fit_in_band,
+                                       fold_categories)
     if args.retrain:
+        base_train = torch.load(args.base / "cache" / "train.pt", weights_only=True)["items"]
         base_cfg = SegmenterConfig(voter_target_tokens=0)
         for name in args.variants.split(","):
             with_concat, voters, epochs = VARIANTS[name]
@@ -212,21 +251,24 @@ def main() -> None:
             scored = val_items if extra else base_val  # every variant is scored on all validation documents
             more, more_per_category = _decodings(name, Segmenter.load(out).net, {"all": scored, "authored": scored[:n_val],
                                                                                  "concat": scored[n_val:]}, target, categories, bands,
-                                                    priors, args.rounded)
+                                                    priors, args.rounded, args.fit_in_band, fold_categories)
             results, per_category = results | more, per_category | more_per_category
     baselines = _baselines_by_category(args.baselines.split(","), authored["validation"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "choice.json").write_text(json.dumps({"overall": results, "per_category": per_category, "baselines": baselines}, indent=2))
-    limit = 0.05 if args.rounded else 0.10
-    eligible = [name for name in results if all(abs(d) <= limit for d in results[name]["granularity"].values()) or not (bands or args.rounded)]
+    limit = 0.05 if args.rounded or args.by_category else 0.10
+    checked = bands or args.rounded or args.by_category
+    eligible = [name for name in results if all(abs(d) <= limit for d in results[name]["granularity"].values()) or not checked]
     best = max(eligible, key=lambda name: results[name]["all"])
-    print("| variant | validation F1 - Pk, all | authored | concatenation | " + " | ".join(f"length vs {t}" for t in GRANULARITY)
+    folds = "by category" if args.by_category else "alternate halves"
+    print(f"| variant | validation F1 - Pk, all | authored | concatenation | length vs {GRANULARITY[0]} (out of fold, {folds}) | "
+          + " | ".join(str(t) for t in GRANULARITY[1:])
           + " |\n|---|---|---|---|" + "---|" * len(GRANULARITY))
     for name, r in results.items():
         mark = "**" if name == best else ""
         drift = " | ".join(f"{r['granularity'][str(t)]:+.1%}" for t in GRANULARITY)
         print(f"| {mark}{name}{mark} | {r['all']:.3f} | {r['authored']:.3f} | {r['concat']:.3f} | {drift} |")
-    rule = f"within {limit:.0%} of the target at " + ", ".join(map(str, GRANULARITY)) + ", then " if bands or args.rounded else ""
+    rule = f"within {limit:.0%} of the target at " + ", ".join(map(str, GRANULARITY)) + ", then " if checked else ""
     print(f"chosen ({rule}highest F1 - Pk over all validation documents): {best}")
     cats = sorted(set(categories))
     print("\nAuthored validation, Pk / boundary F1 per category (decoded at the reference mean block length):\n")

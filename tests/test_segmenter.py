@@ -94,6 +94,27 @@ def test_banded_decoding_keeps_the_biased_count_inside_the_band_and_moves_it_to_
     assert len(decode(offsets, n, scores, 1000, bias=6.0)) + 1 == 20  # band 0: exactly round(n / target)
 
 
+def test_bias_fitted_under_the_band_keeps_the_banded_corpus_mean_on_target():
+    from semanticseg.segmenter.decode import fit_bias
+
+    rng = random.Random(0)
+    docs = []
+    for strong in (60, 2, 2, 2):  # a skewed spread: one document with 60 clear boundaries, three with 2
+        offsets = list(range(25, 10_000, 25))
+        scores = [rng.uniform(-6, -3) for _ in offsets]
+        for k in rng.sample(range(len(offsets)), strong):
+            scores[k] = 4.0
+        docs.append((offsets, 10_000, scores))
+
+    def banded_blocks(bias: float) -> int:
+        return sum(len(decode(o, n, sc, 500, bias=bias, band=0.1)) + 1 for o, n, sc in docs)
+
+    # 40,000 tokens / 500 = 80 blocks. The band (18-22 blocks per document) clips the strong document's count more
+    # than it raises the others', so the bias fitted without the band puts the banded mean off target.
+    assert banded_blocks(fit_bias(docs, 500)) <= 77
+    assert abs(banded_blocks(fit_bias(docs, 500, band=0.1)) - 80) <= 1
+
+
 @pytest.mark.slow
 def test_banded_bias_decoding_of_real_text_stays_in_the_band_and_beyond_the_fitted_targets_tracks_the_target():
     from semanticseg.segmenter.decode import fit_bias

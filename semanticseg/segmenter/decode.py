@@ -132,7 +132,7 @@ def decode(
 
 
 def fit_bias(documents: Sequence[tuple[Sequence[int], int, Sequence[float]]], target_tokens: int, prior_weight: float = 1.0,
-             rounded: bool = False) -> float:
+             rounded: bool = False, band: float | None = None) -> float:
     """The one bias (added to every score) under which `decode` without per-document calibration gives these
     documents (token_offsets, n_tokens, scores) a mean block length of target_tokens over all of them.
 
@@ -140,14 +140,17 @@ def fit_bias(documents: Sequence[tuple[Sequence[int], int, Sequence[float]]], ta
     corpus instead lets a document with many strong boundaries have more blocks and one with few have
     fewer, while the corpus mean stays on target. rounded: the total block count aimed at is the sum of
     max(round(n_tokens / target), 1), the count per-document calibration gives these documents, instead of
-    total tokens / target (the two differ where documents hold only a few blocks of the target)."""
+    total tokens / target (the two differ where documents hold only a few blocks of the target). band: the
+    documents are decoded with that band (SegmenterConfig.bias_band), so the mean is on target as the banded
+    decoding gives it: clipping a skewed spread of block counts to the band otherwise moves the mean off target.
+    A band may not reach the aim (every document at an edge); the bias then runs to the bound on that side."""
     total = sum(n for _, n, _ in documents)
     want = (sum(max(round(n / target_tokens), 1) for _, n, _ in documents) if rounded
             else max(total / target_tokens, len(documents)))
 
     def blocks(bias: float) -> int:
-        return sum(len(decode(o, n, [s + bias for s in scores], target_tokens, prior_weight=prior_weight, calibrate=False)) + 1
-                   for o, n, scores in documents)
+        return sum(len(decode(o, n, scores, target_tokens, prior_weight=prior_weight, calibrate=band is not None, bias=bias,
+                              band=band or 0.0)) + 1 for o, n, scores in documents)
 
     lo, hi = -64.0, 64.0
     for _ in range(16):  # more bias, more blocks

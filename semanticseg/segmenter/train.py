@@ -56,7 +56,7 @@ class TrainConfig:
     voter_target_tokens: int = 512  # the release recipe's blocks.target_tokens, where its annotators aimed; 0: no voter features
     fit_bias: bool = False  # after training, fit a decoding bias per target on validation (SegmenterConfig.bias_by_target)
     prior_weight: float = 1.0  # the length prior's weight when decoding
-    bias_band: float | None = None  # with fit_bias: SegmenterConfig.bias_band
+    bias_band: float | None = None  # with fit_bias: SegmenterConfig.bias_band (the bias is fitted under it)
 
 
 # The settings a checkpoint must have been written with to be resumed (with the data, by its cache keys); epochs,
@@ -163,14 +163,14 @@ def validation_score(net: BoundaryNet, items: list, target_tokens: float, tolera
 
 
 def bias_table(net: BoundaryNet, items: list, prior_weight: float = 1.0, targets: tuple[int, ...] = BIAS_TARGETS,
-               min_documents: int = MIN_FIT_DOCUMENTS, rounded: bool = False) -> dict[str, float]:
-    """decode.fit_bias (with its `rounded`) on items (validation) at each of targets that min_documents of them are
-    long enough for (3 blocks): SegmenterConfig.bias_by_target."""
+               min_documents: int = MIN_FIT_DOCUMENTS, rounded: bool = False, band: float | None = None) -> dict[str, float]:
+    """decode.fit_bias (with its `rounded` and `band`) on items (validation) at each of targets that min_documents of them
+    are long enough for (3 blocks): SegmenterConfig.bias_by_target."""
     docs = []
     for (*_, positions), probs in zip(items, _probabilities(net, items)):
         probs = np.clip(probs, 1e-6, 1 - 1e-6)
         docs.append((positions[:-1].tolist(), int(positions[-1]), np.log(probs / (1 - probs)).tolist()))
-    return {str(target): round(fit_bias(docs, target, prior_weight, rounded), 4) for target in targets
+    return {str(target): round(fit_bias(docs, target, prior_weight, rounded, band), 4) for target in targets
             if sum(n >= 3 * target for _, n, _ in docs) >= min_documents}
 
 
@@ -292,7 +292,8 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     seg.config.prior_weight = config.prior_weight
     seg.config.bias_band = config.bias_band
     if config.fit_bias:
-        seg.config.bias_by_target = bias_table(seg.net, [tuple(x.cpu() for x in item) for item in val_items], config.prior_weight)
+        seg.config.bias_by_target = bias_table(seg.net, [tuple(x.cpu() for x in item) for item in val_items], config.prior_weight,
+                                               band=config.bias_band)  # fitted as it will decode: under the band
     seg.save(out)
     n_params = sum(p.numel() for p in net.parameters())
     summary = {"epochs": state["epoch"], "best_val_score": state["best_score"], "history": state["history"], "device": device,
