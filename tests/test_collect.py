@@ -100,11 +100,31 @@ def test_interrupted_collect_leaves_no_file_and_resumes_without_duplicates(tmp_p
     assert collect("transcripts", tmp_path, limit=9)["skipped"] is False  # other settings: collected again
 
 
+# The CLI as a user runs it, with its offline reader paced: it says when it has read the first text, then reads one
+# text every 20 ms, so the Ctrl-C lands while it collects on any machine (idle, the whole legal corpus is read in about
+# a second, and a fixed sleep before the Ctrl-C raced the end of the command).
+PACED_CLI = """
+import time
+import semanticseg.sources.offline as offline
+read = offline.read_offline
+def paced(*args, **kwargs):
+    for i, text in enumerate(read(*args, **kwargs)):
+        if i == 0:
+            print("reading", flush=True)
+        time.sleep(0.02)
+        yield text
+offline.read_offline = paced
+from semanticseg.cli import app
+app()
+"""
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_collect_leaves_no_file(tmp_path):
-    cmd = [sys.executable, "-c", "from semanticseg.cli import app; app()", "collect", "-c", "legal", "--out", str(tmp_path)]
+    cmd = [sys.executable, "-c", PACED_CLI, "collect", "-c", "legal", "--out", str(tmp_path)]
     proc = interruptible(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(4)  # imports done, reading copyright files (the full legal corpus takes well over 10 s)
+    assert proc.stdout.readline() == b"reading\n"  # imports done, the first copyright file read
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and b"collect legal" in err  # it was collecting when Ctrl-C came
