@@ -46,15 +46,22 @@ def build_annotators(specs: list[str], work_dir: Path, llm_options: dict[str, An
     return built
 
 
-def _make_annotator(spec: str, work_dir: Path, llm_options: dict[str, Any]) -> Annotator:
+def _make_annotator(spec: str, work_dir: Path, llm_options: dict[str, Any] | None) -> Annotator:
     return build_annotators([spec], work_dir, llm_options)[0]
+
+
+def annotator_makers(specs: list[str], built: list[Annotator], work_dir: Path,
+                     llm_options: dict[str, Any] | None = None) -> dict[str, Callable[[], Annotator]]:
+    """name -> a maker that builds annotator `built[i]` again from specs[i] (and the same options), where an executor runs it."""
+    return {a.name: partial(_make_annotator, spec, work_dir, llm_options) for spec, a in zip(specs, built)}
 
 
 def model_makers(specs: list[str], work_dir: Path, llm_options: dict[str, Any] | None = None) -> dict[str, Callable[[], Annotator]]:
     """name -> maker of the annotators among specs that keep a model: what an executor may start before propose."""
     rules = [s for s in specs if parse_name(s)[0] != "llm"]  # an LLM annotator's model is its server's
-    return {a.name: partial(_make_annotator, spec, work_dir, dict(llm_options or {}))
-            for spec, a in zip(rules, build_annotators(rules, work_dir)) if a.keeps_model}
+    built = build_annotators(rules, work_dir)
+    makers = annotator_makers(rules, built, work_dir, llm_options)
+    return {a.name: makers[a.name] for a in built if a.keeps_model}
 
 
 def _summarise(proposals: list[Proposal], seconds: dict[str, float], tokens: dict[str, int]) -> dict[str, Any]:
@@ -126,7 +133,7 @@ class ProposeStage(Stage):
             progress.update(task, advance=1, info=f"{name} {proposal.status}")
 
         # A distributed executor builds its own copies of the annotators where it runs them (same specs and options).
-        makers = {a.name: partial(_make_annotator, spec, work_dir, self.llm_options) for spec, a in zip(self.annotators, built)}
+        makers = annotator_makers(self.annotators, built, work_dir, self.llm_options)
         try:
             seconds, tokens = ctx.executor.propose(built, makers, todo, by_id, target_tokens, record)
         except KeyboardInterrupt:
