@@ -136,3 +136,31 @@ def test_ray_build_on_its_own_runtime_equals_the_local_build(tmp_path):
     on_ray = [*BUILD, "--executor", "ray", "--num-workers", "2", "--work", str(ray_work)]
     subprocess.run(_cli(*on_ray), env=_env(), check=True, capture_output=True, timeout=600)
     _same_outputs(local / "code", ray_work / "code")
+
+
+@pytest.mark.slow
+def test_a_runtime_the_executor_starts_serves_tasks_from_the_workers_ray_prestarted():
+    """Without --address the workers inherit the driver's environment (no job runtime env), so the idle workers Ray
+    starts with the runtime serve the build's first tasks instead of a cold process each; the driver's own
+    environment is left as it was."""
+    import psutil
+    import ray
+
+    from semanticseg.executors.ray_executor import RayExecutor
+
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    executor = RayExecutor(num_workers=2)
+    try:
+        assert os.environ.get("TOKENIZERS_PARALLELISM") == before
+        deadline = time.monotonic() + 60
+        idle: set[int] = set()
+        while len(idle) < 2 and time.monotonic() < deadline:
+            idle = {p.pid for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [""])[0] == "ray::IDLE"}
+            time.sleep(0.2)
+        assert len(idle) >= 2, "Ray started no idle workers with the runtime"
+        seen = list(executor.imap(lambda _: (os.getpid(), os.environ.get("TOKENIZERS_PARALLELISM")), range(2)))
+        assert {env for _, env in seen} == {"false"}
+        assert {pid for pid, _ in seen} <= idle, "a task ran in a new process, not in a worker Ray prestarted"
+    finally:
+        executor.close()
+    assert not ray.is_initialized()

@@ -22,6 +22,7 @@ import os
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -33,6 +34,21 @@ from semanticseg.schema import Candidates, Document
 
 IN_FLIGHT_PER_WORKER = 4  # chunks or documents queued per worker: enough to hide a slow one, bounded memory
 LLM_IN_FLIGHT = 256  # documents handed to an LLM actor at once (its request limit throttles the requests)
+
+
+@contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    """os.environ with env set, for processes started inside; restored after."""
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _apply(fn: Callable[[Any], Any], chunk: list[Any]) -> list[Any]:
@@ -107,15 +123,23 @@ class RayExecutor:
         self._started = not ray.is_initialized()
         self._local = self._started and not address  # a single-node runtime of this executor's own
         if self._started:
-            # The workers inherit this environment (PYTHONPATH, caches); tokenizers must not fork-warn in them.
+            # Tokenizers must not fork-warn in the workers.
             env = {"TOKENIZERS_PARALLELISM": "false"}
-            # "local": a new Ray runtime on this machine, never one that `ray start` left running here.
-            cpus = None if address else (num_workers or os.cpu_count())
-            # Ray keeps idle task workers only up to the CPUs free, so the annotator actors (which take every CPU)
-            # would cost the next stage a cold start of every task worker; a runtime started here keeps `cpus`.
-            config = {"num_workers_soft_limit": cpus} if cpus else None
-            ray.init(address=address or "local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                     logging_level="ERROR", runtime_env={"env_vars": env}, _system_config=config)
+            options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+            if address:  # a cluster's workers get it from the job's runtime env
+                ray.init(address=address, runtime_env={"env_vars": env}, **options)
+            else:
+                cpus = num_workers or os.cpu_count()
+                # Ray keeps idle task workers only up to the CPUs free, so the annotator actors (which take every CPU)
+                # would cost the next stage a cold start of every task worker; a runtime started here keeps `cpus`.
+                config = {"num_workers_soft_limit": cpus}
+                # No job runtime env here: the runtime's processes inherit this environment (PYTHONPATH, caches, env)
+                # instead. Ray starts `cpus` idle workers with the runtime, but gives a job with a runtime env of its
+                # own none of them: every actor and task worker of the build would be a cold process start, and
+                # at most `cpus` processes start at once, so the first stage's task workers queued behind the
+                # annotator actors' processes. "local": a new runtime, never one `ray start` left running here.
+                with _environ(env):
+                    ray.init(address="local", num_cpus=cpus, _system_config=config, **options)
         resources = ray.cluster_resources()
         self.workers = num_workers or max(1, int(resources.get("CPU", 1)))
         self.gpus = resources.get("GPU", 0.0) if use_gpu else 0.0
