@@ -133,3 +133,29 @@ def test_truncated_and_tampered_outputs_are_redone_from_their_markers(tmp_path):
     report = json.loads((work / "build_report.json").read_text())
     assert report["stages"]["collect"] == report["stages"]["propose"] == report["stages"]["instances"] == "ran"
     assert {p: _digest(p) for p in good} == good  # every damaged output was redone, to the same bytes
+
+
+def test_model_annotators_start_ahead_only_when_propose_will_run(tmp_path):
+    """build_category asks the executor to start the model annotators' workers ahead only when propose will run: a
+    resumed build whose proposals are complete must not load an encoder for nothing (and stays byte for byte)."""
+    from semanticseg.dataset.build import BuildConfig, build_category
+    from semanticseg.executors import LocalExecutor
+    from semanticseg.recipes import load_recipe
+
+    class Recording(LocalExecutor):
+        def __init__(self) -> None:
+            self.prestarted: list[list[str]] = []
+
+        def prestart(self, makers):
+            self.prestarted.append(sorted(makers))
+
+    recipe = load_recipe()
+    config = BuildConfig([CATEGORY], str(tmp_path), ["structure", "similarity"], recipe.target_block_tokens,
+                         recipe.agreement_threshold, limit=2)
+    first, again = Recording(), Recording()
+    build_category(CATEGORY, config, recipe, executor=first)
+    proposals = (tmp_path / CATEGORY / "proposals.parquet").read_bytes()
+    assert first.prestarted == [["similarity"]]
+    report = build_category(CATEGORY, config, recipe, executor=again)
+    assert report.stages["propose"] == "skipped" and again.prestarted == []
+    assert (tmp_path / CATEGORY / "proposals.parquet").read_bytes() == proposals

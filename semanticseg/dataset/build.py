@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from semanticseg.dataset.stage import Stage, StageSummary, run_stage
+from semanticseg.dataset.stage import Stage, StageSummary, is_complete, run_stage
 from semanticseg.executors import Executor, ExecutorConfig, make_executor
 from semanticseg.io import read_records, write_json
 from semanticseg.progress import NO_PROGRESS, ProgressLike
@@ -131,12 +131,15 @@ def build_category(
     settings = {**asdict(config), "label_studio_url": redact_url(config.label_studio_url)}
     write_json(work_dir / "build.config.json", {"config": settings, "recipe": recipe.to_json()})
     summaries: dict[str, StageSummary] = {}
-    if executor is not None:
+    stages = category_stages(category, config, recipe, api_key, llm_options)
+    propose = next(s for s in stages if s.name == "propose")
+    if executor is not None and not is_complete(propose, work_dir):
         from semanticseg.dataset.propose import model_makers
 
-        # A model annotator's workers can start loading now and be ready when propose comes (the Ray executor does).
+        # A model annotator's workers can start loading now and be ready when propose comes (the Ray executor does);
+        # not when propose will be skipped (a resumed build whose proposals are complete): they would load for nothing.
         executor.prestart(model_makers(config.annotators, work_dir, llm_options))
-    for stage in category_stages(category, config, recipe, api_key, llm_options):
+    for stage in stages:
         with _shown(progress, overall, f"{category}: {stage.name}"):
             summaries[stage.name] = run_stage(stage, work_dir, progress, force=config.force and stage.name in FORCE_REDOES,
                                               executor=executor)

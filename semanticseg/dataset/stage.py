@@ -110,15 +110,34 @@ def run_stage(stage: Stage, work_dir: Path, progress: ProgressLike | None = None
     for name in stage.inputs:
         if not ctx.path(name).exists():
             raise FileNotFoundError(f"{ctx.path(name)} does not exist: run the stage that writes it first")
-    settings = stage.settings()
-    keyed = settings if stage.version is None else {**settings, "version": stage.version}
-    fp = fingerprint(keyed, *(ctx.path(n) for n in stage.inputs)) if stage.output else ""
-    ctx.fingerprint = fp
+    fp = ctx.fingerprint = _fingerprint(stage, ctx)
     if not force and (details := stage.done(ctx, fp)) is not None:
         return StageSummary(stage.name, True, details)
     details = stage.run(ctx)
     if stage.config_file:
-        write_json(ctx.path(stage.config_file), settings)
+        write_json(ctx.path(stage.config_file), stage.settings())
     if stage.output:
         mark_done(ctx.path(stage.output), fp, details)
     return StageSummary(stage.name, False, details)
+
+
+def is_complete(stage: Stage, work_dir: Path) -> bool:
+    """Whether run_stage would skip the stage now: its inputs are there and its output is complete for them.
+
+    Asked before the earlier stages run (a model annotator's workers are started ahead only when propose will run),
+    so it is the answer for the inputs as they are now; an earlier stage that writes them again with the same
+    bytes keeps it.
+    """
+    ctx = StageContext(Path(work_dir), stage=stage.name)
+    if stage.output is None or not all(ctx.path(name).exists() for name in stage.inputs):
+        return False
+    return stage.done(ctx, _fingerprint(stage, ctx)) is not None
+
+
+def _fingerprint(stage: Stage, ctx: StageContext) -> str:
+    """The stage's settings (and version) with its inputs' bytes: what its completion marker is keyed by."""
+    if not stage.output:
+        return ""
+    settings = stage.settings()
+    keyed = settings if stage.version is None else {**settings, "version": stage.version}
+    return fingerprint(keyed, *(ctx.path(n) for n in stage.inputs))
