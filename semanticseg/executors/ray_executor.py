@@ -151,9 +151,10 @@ class RayExecutor:
     def prestart(self, makers: dict[str, Callable[[], Any]]) -> None:
         """Start the actor pools of these model annotators now, while the earlier stages run; propose takes them.
 
-        An actor is always a new process (Ray hands it no idle task worker, and a setup hook would run in the actor's
-        own start too), and importing torch and sentence-transformers and loading the model there takes seconds that
-        otherwise come after the earlier stages. Started here, the pool reserves no CPU: the earlier stages' tasks
+        On the runtime this executor started, an actor takes one of the idle worker processes Ray started with it, but
+        importing torch and sentence-transformers and loading the model there still takes seconds that otherwise
+        come after the earlier stages (a setup hook would not help: it runs in every task worker too, and a runtime
+        env that names one gives the job none of the idle workers). Started here, the pool reserves no CPU: the earlier stages' tasks
         need every one, so a pool holding them would start only after those stages (or, started in the middle of
         one, leave it no CPU). The actors propose only once those tasks are done, one torch thread each; until then
         their start shares the node's CPUs with the tasks, so it is hidden where the tasks leave CPUs idle (the
