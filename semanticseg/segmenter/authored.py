@@ -14,7 +14,7 @@ both, as speech recognition output), with the same authored cuts. Nothing here r
 free of any method's inputs.
 
 Splits are by source group (a file, a wiki page, an info manual, a handbook chapter): no group has
-documents in two splits.
+documents in two splits. `fresh_instances` draws a further held-out split from the groups no split uses.
 """
 
 from __future__ import annotations
@@ -416,6 +416,31 @@ def split_by_group(instances: list[Instance], fractions: tuple[float, float, flo
             split = max(names, key=lambda n: fractions[names.index(n)] * done - counts[n])
             counts[split] += len(groups[name])
             out[split] += groups[name]
+    return out
+
+
+def fresh_instances(pool: list[Instance], used: list[list[Instance]], per_category: int | None = 80, per_group: int | None = 4,
+                    seed: int = 0) -> list[Instance]:
+    """A held-out split from the source groups that no split of `used` has a document of: at most per_group documents
+    per group and per_category per category, chosen from pool (authored_instances without caps) by a seeded shuffle, as
+    authored_instances chooses. The benchmark's samples leave most groups unused, so this is a test split that no
+    earlier choice has seen; a long instance's source lists its groups ("long:a,b"), and each of them counts as used."""
+    taken = {group for items in used for inst in items for group in inst.source.removeprefix("long:").split(",")}
+    seen = {inst.id for items in used for inst in items}
+    by_category: dict[str, dict[str, list[Instance]]] = {}
+    for inst in sorted(pool, key=lambda i: i.id):
+        if inst.source not in taken and inst.id not in seen:
+            by_category.setdefault(inst.category, {}).setdefault(inst.source, []).append(inst)
+    out = []
+    for category, groups in sorted(by_category.items()):
+        rng = random.Random(f"{seed}:fresh:{category}")
+        items = []
+        for group in sorted(groups):
+            docs = groups[group]
+            rng.shuffle(docs)
+            items += docs[:per_group]
+        rng.shuffle(items)
+        out += items[:per_category]
     return out
 
 
