@@ -179,6 +179,16 @@ def numbered_sections(text: str) -> list[Section]:
     return _split(lines, heads) if len(heads) >= 3 else [Section(0, "", text)]
 
 
+def heading_marks(line: str, next_line: str) -> tuple[bool, bool]:
+    """Whether line is a one-line heading as the parsers above read one (Markdown `#`, wikitext `==`, LaTeX
+    `\\section{`, a play's ACT or SCENE), and whether it is a title underlined as reST and info write one
+    (next_line a run of one punctuation character at least as long): the same patterns, for a model's inputs."""
+    one_line = any(p.match(line) for p in (_MD_HEADING, _WIKI_HEADING, _TEX_HEADING, _ACT, _SCENE))
+    underlined = (bool(line.strip()) and not _ADORNMENT.match(line) and bool(_ADORNMENT.match(next_line))
+                  and len(next_line.rstrip()) >= len(line.rstrip()))
+    return one_line, underlined
+
+
 PARSERS: dict[str, Callable[[str], list[Section]]] = {
     "markdown": markdown_sections,
     "wikitext": wikitext_sections,
