@@ -68,10 +68,11 @@ def test_the_basic_feature_set_is_the_old_one_and_layout_appends_to_it():
 def test_a_layout_head_round_trips_and_a_config_without_the_key_is_basic(tmp_path):
     from semanticseg.segmenter.model import Segmenter, SegmenterConfig, default_model_dir, read_config
 
-    shipped = json.loads((default_model_dir() / "config.json").read_text())
-    assert "feature_set" not in shipped or shipped["feature_set"] == read_config(default_model_dir()).feature_set
-    config = dataclasses.replace(SegmenterConfig(**{k: v for k, v in shipped.items() if k != "feature_set"}), feature_set="layout")
-    segmenter = Segmenter(config)
+    shipped = {k: v for k, v in json.loads((default_model_dir() / "config.json").read_text()).items() if k != "feature_set"}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text(json.dumps(shipped))  # as every head before the key was written
+    assert read_config(tmp_path / "old").feature_set == "basic"
+    segmenter = Segmenter(dataclasses.replace(SegmenterConfig(**shipped), feature_set="layout"))
     segmenter.save(tmp_path)
     loaded = Segmenter.load(tmp_path)
     units = doc_units(HAMLET[:20_000], "scripts_subtitles")
