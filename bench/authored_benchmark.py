@@ -10,8 +10,11 @@ one category), built from each split's own authored documents, so it is held out
 of 12,288-32,768 tokens (for granularity at large targets), each consecutive authored documents of one split and
 category joined, the junctions added to the authored cuts (semanticseg.segmenter.authored.long_instances); its pool is
 every document the packing makes from that split's source groups, not only the few per group kept in authored/, and
-it is drawn after authored/ and concat/ with its own seeded generators, so those two do not change. Seeded: the same
-command writes the same files.
+it is drawn after authored/ and concat/ with its own seeded generators, so those two do not change. fresh_test (in
+authored/ and concat/): a second test split drawn last, from the source groups that no other split (nor long/) uses, with
+the same caps per category and per group (semanticseg.segmenter.authored.fresh_instances), so the splits above do not
+change; the test split was used to compare several variants, fresh_test is for one scoring of the one chosen on
+validation. Seeded: the same command writes the same files.
 """
 
 from __future__ import annotations
@@ -21,33 +24,46 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from semanticseg.schema import Document
-from semanticseg.segmenter.authored import authored_instances, long_instances, split_by_group
+from semanticseg.schema import Document, Instance
+from semanticseg.segmenter.authored import authored_instances, fresh_instances, long_instances, split_by_group
 from semanticseg.segmenter.data import concat_instances, write_splits
+
+FRESH = "fresh_test"  # the held-out split of unused source groups (semanticseg.segmenter.authored.fresh_instances)
+
+
+def _concat(items: list[Instance], per_category: int, split: str, seed: int) -> list[Instance]:
+    """The concatenation instances of one split's authored documents (with cuts), their ids suffixed by the split."""
+    docs = [Document(i.id, i.category, i.source, i.licence, i.text, len(i.text), i.n_tokens) for i in items]
+    out = [i for i in concat_instances(docs, per_category=per_category, seed=seed) if i.cuts]
+    for inst in out:
+        inst.id = f"{inst.id}-{split}"
+    return out
 
 
 def write_benchmark(out: Path, per_category: int = 80, per_group: int = 4, concat_per_category: int = 12, seed: int = 0) -> dict:
-    """Write OUT/authored, OUT/concat and OUT/long (train/validation/test parquet) and OUT/summary.json; return the summary."""
+    """Write OUT/authored, OUT/concat and OUT/long (train/validation/test parquet; authored and concat also fresh_test)
+    and OUT/summary.json; return the summary."""
     from semanticseg.commands.common import progress_bar
 
     with progress_bar() as progress:
         instances = authored_instances(per_category=per_category, per_group=per_group, seed=seed, progress=progress)
     splits = split_by_group(instances, seed=seed)
     write_splits(splits, out / "authored")
-    concat = {}
-    for name, items in splits.items():
-        docs = [Document(i.id, i.category, i.source, i.licence, i.text, len(i.text), i.n_tokens) for i in items]
-        per = concat_per_category if name != "train" else 3 * concat_per_category
-        concat[name] = [i for i in concat_instances(docs, per_category=per, seed=seed) if i.cuts]
-        for inst in concat[name]:
-            inst.id = f"{inst.id}-{name}"
+    concat = {name: _concat(items, concat_per_category if name != "train" else 3 * concat_per_category, name, seed)
+              for name, items in splits.items()}
     write_splits(concat, out / "concat")
     with progress_bar() as progress:
         pool = authored_instances(per_category=None, per_group=None, seed=seed, progress=progress)
     long = long_instances(pool, splits, seed=seed)
     write_splits(long, out / "long")
+    # Drawn last, from the groups none of the above uses, so the splits above stay as they were.
+    fresh = {FRESH: fresh_instances(pool, [*splits.values(), *long.values()], per_category, per_group, seed)}
+    write_splits(fresh, out / "authored")
+    concat_fresh = {FRESH: _concat(fresh[FRESH], concat_per_category, FRESH, seed)}
+    write_splits(concat_fresh, out / "concat")
+    splits, concat = splits | fresh, concat | concat_fresh
     summary = {
-        kind: {name: {"documents": len(items), "tokens": sum(i.n_tokens for i in items),
+        kind: {name: {"documents": len(items), "groups": len({i.source for i in items}), "tokens": sum(i.n_tokens for i in items),
                       "categories": dict(sorted(Counter(i.category for i in items).items()))} for name, items in parts.items()}
         for kind, parts in (("authored", splits), ("concat", concat), ("long", long))
     }

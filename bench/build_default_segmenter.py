@@ -31,6 +31,7 @@ from semanticseg.segmenter.train import TrainConfig, train  # noqa: E402
 RECIPE = {
     "max_documents": None,  # every document of both train splits and both validation splits
     "voter_target_tokens": 0,  # annotator-rule inputs off: they model a release's consensus, not authored structure
+    "feature_set": "layout",  # + each unit's first line's layout: the validation choice (docs/segmenter_choices.md)
     "hidden": 128,
     "layers": 6,
     "dropout": 0.4,

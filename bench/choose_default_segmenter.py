@@ -8,6 +8,8 @@ validation splits only (the test splits are scored once, by evaluate, after the 
     python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose --rounded --priors 0.3
     python bench/choose_default_segmenter.py --base runs/base_validation --model semanticseg/segmenter/default \
         --embedding-cache runs/embeddings.sqlite --out runs/choose-bandfit --fit-in-band --by-category --bands 0.05,0.1 --priors 0.3
+    python bench/choose_default_segmenter.py --base runs/default_segmenter --out runs/choose-layout --retrain --variants layout \
+        --priors "" --baselines fixed,paragraph,recursive,texttiling,embedding,structure
 
 The rule, fixed before any score was seen: the variant with the highest validation F1 - Pk over all validation
 documents (authored and concatenation together, as training's early stopping scores them) wins; the authored
@@ -30,6 +32,14 @@ at 256, 512, 1024 and 2048; among those passing, the highest validation F1 - Pk 
 scored once on test. By category: each category's validation documents (authored and concatenation) are decoded with
 the biases fitted on the other categories' documents, so the folds differ in their mix of categories as the test split
 differs from validation (alternate documents keep the mix, and the earlier bias drifted on test with the mix).
+With --variants layout and no --priors (written before any score of the layout head was seen) the candidates are the
+shipped recipe (the base run: build_default_segmenter.RECIPE, 8 epochs, seed 0) and the same recipe with the layout
+features (SegmenterConfig.feature_set "layout": each unit's first line read as a heading, speaker, list item, its
+indentation and length; units.layout_features), trained on the same cached embeddings with the same epochs and seed;
+both decode every document to round(n_tokens / target) blocks, so both keep granularity by construction (no length
+condition); the highest validation F1 - Pk over all validation documents wins. The per-category table against the
+baselines is shown as information, not part of the rule; the winner, if it is the layout head, is rebuilt with the one
+build command and scored once on the fresh_test split (bench/authored_benchmark.py), the test split being spent.
 A second table gives each variant's Pk / boundary F1 per category of the authored validation split next to the baselines'
 (--baselines, tuned on validation as evaluate tunes them) and the categories where it beats them all on both:
 shown, not part of the rule (one to sixteen documents per category).
@@ -50,7 +60,8 @@ With --retrain, head variants (trained again on the base run's cached unit embed
 - authored_only: without the concatenation instances;
 - voters: the offline annotators' rules as inputs (voter_target_tokens 512);
 - voters_1024: the same rules aimed at 1024 tokens (the structure rule then cuts only its strongest candidates);
-- epochs_8: the recipe with up to 8 epochs (the recipe's 2 were a time budget; early stopping keeps the best).
+- epochs_8: the recipe with up to 8 epochs (the recipe's 2 were a time budget; early stopping keeps the best);
+- layout: the recipe with the layout features of each unit's first line (feature_set "layout").
 Each score decodes the split at its reference mean block length, as evaluate tunes every method to.
 """
 
@@ -84,7 +95,7 @@ from semanticseg.segmenter.train import (  # noqa: E402
     validation_rows,
     validation_score,
 )
-from semanticseg.segmenter.units import EmbeddingStore, doc_units  # noqa: E402
+from semanticseg.segmenter.units import EmbeddingStore, doc_units, unit_features  # noqa: E402
 from semanticseg.segmenter.voters import voter_features  # noqa: E402
 
 
@@ -101,6 +112,12 @@ def _with_voters(items: list, instances: list, target: int) -> list:
         v = voter_features(e.numpy(), units.kinds, units.token_offsets, units.n_tokens, target)
         out.append((e, f, torch.from_numpy(v), y, p))
     return out
+
+
+def _with_layout(items: list, instances: list) -> list:
+    """The cached items with the layout feature set's unit features (the embeddings and labels as they are)."""
+    return [(e, torch.from_numpy(unit_features(doc_units(inst.text, inst.category), "layout")), v, y, p)
+            for (e, _, v, y, p), inst in zip(items, instances)]
 
 
 def _reference_mean(items: list) -> float:
@@ -147,9 +164,9 @@ def _folds(net: torch.nn.Module, items: list, categories: list[str] | None, tabl
             for cat in sorted(set(categories))]
 
 
-# Head variants: (concatenation instances too, voter_target_tokens, epochs); None keeps the recipe's.
-VARIANTS = {"authored_only": (False, 0, None), "voters": (True, 512, None), "voters_1024": (True, 1024, None),
-            "epochs_8": (True, 0, 8)}
+# Head variants: (concatenation instances too, voter_target_tokens, epochs, feature_set); None keeps the recipe's.
+VARIANTS = {"authored_only": (False, 0, None, "basic"), "voters": (True, 512, None, "basic"), "voters_1024": (True, 1024, None, "basic"),
+            "epochs_8": (True, 0, 8, "basic"), "layout": (True, 0, None, "layout")}
 
 
 def _by_category(rows: list[tuple[float, float]], categories: list[str]) -> dict[str, dict[str, float]]:
@@ -204,7 +221,7 @@ def main() -> None:
     parser.add_argument("--variants", default="authored_only,voters", help=f"head variants to train, of {', '.join(VARIANTS)}")
     parser.add_argument("--baselines", default="fixed,paragraph,recursive,structure", help="baselines of the per-category table")
     parser.add_argument("--bands", default="", help="band widths to try around round(n_tokens / target) blocks, e.g. 0.1,0.2")
-    parser.add_argument("--priors", default="1.0,0.3", help="the length prior's weights to fit biases at")
+    parser.add_argument("--priors", default="1.0,0.3", help="the length prior's weights to fit biases at (\"\": no bias variants)")
     parser.add_argument("--rounded", action="store_true", help="fit length-neutral biases (the plain decoding's block count)")
     parser.add_argument("--fit-in-band", action="store_true", help="fit each banded variant's bias under its band (--bands)")
     parser.add_argument("--by-category", action="store_true", help="the out-of-fold length check by category, not alternate halves")
@@ -226,17 +243,17 @@ def main() -> None:
     fold_categories = [i.category for i in validation] if args.by_category else None
     target = _reference_mean(parts["authored"])
     bands = tuple(float(b) for b in args.bands.split(",") if b)
-    priors = tuple(float(w) for w in args.priors.split(","))
+    priors = tuple(float(w) for w in args.priors.split(",") if w)  # "": the plain decoding only
     results, per_category = _decodings("base", net, parts, target, categories, bands, priors, args.rounded, args.fit_in_band,
                                        fold_categories)
     if args.retrain:
         base_train = torch.load(args.base / "cache" / "train.pt", weights_only=True)["items"]
         base_cfg = SegmenterConfig(voter_target_tokens=0)
         for name in args.variants.split(","):
-            with_concat, voters, epochs = VARIANTS[name]
+            with_concat, voters, epochs, feature_set = VARIANTS[name]
             extra = [str(args.data / "concat")] if with_concat else []
             out = args.out / name
-            recipe = RECIPE | {"voter_target_tokens": voters} | ({"epochs": epochs} if epochs else {})
+            recipe = RECIPE | {"voter_target_tokens": voters, "feature_set": feature_set} | ({"epochs": epochs} if epochs else {})
             config = TrainConfig(data=str(args.data / "authored"), extra_data=extra, out=str(out), **recipe)
             train_inst = authored["train"] + (concat["train"] if extra else [])
             val_inst = authored["validation"] + (concat["validation"] if extra else [])
@@ -245,10 +262,14 @@ def main() -> None:
             if voters:
                 train_items = _with_voters(train_items, train_inst, voters)
                 val_items = _with_voters(val_items, val_inst, voters)
-            _seed_cache(out / "cache" / "train.pt", train_inst, replace(base_cfg, voter_target_tokens=voters), train_items)
-            _seed_cache(out / "cache" / "validation.pt", val_inst, replace(base_cfg, voter_target_tokens=voters), val_items)
+            if feature_set != "basic":
+                train_items, val_items = _with_layout(train_items, train_inst), _with_layout(val_items, val_inst)
+            cfg = replace(base_cfg, voter_target_tokens=voters, feature_set=feature_set)
+            _seed_cache(out / "cache" / "train.pt", train_inst, cfg, train_items)
+            _seed_cache(out / "cache" / "validation.pt", val_inst, cfg, val_items)
             train(config)
-            scored = val_items if extra else base_val  # every variant is scored on all validation documents
+            # Every variant is scored on all validation documents (with its own features).
+            scored = val_items if extra else base_val
             more, more_per_category = _decodings(name, Segmenter.load(out).net, {"all": scored, "authored": scored[:n_val],
                                                                                  "concat": scored[n_val:]}, target, categories, bands,
                                                     priors, args.rounded, args.fit_in_band, fold_categories)

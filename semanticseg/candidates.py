@@ -67,6 +67,18 @@ def _lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def is_heading(line: str, next_line: str) -> bool:
+    """Whether line reads as a heading: a heading pattern (Markdown `#`, chapter/act/scene words, Roman or section
+    numbers, a short ALL CAPS line) or a line underlined by `===` / `---` (next_line)."""
+    return bool((_HEADING.match(line) and len(line) < 60) or (_SETEXT.match(next_line) and 0 < len(line.strip()) < 100))
+
+
+def line_marks(line: str) -> tuple[bool, bool, bool, bool]:
+    """Whether line opens a session, a speaker's turn or a list item, and whether it ends as a sentence does
+    (the marks the structure rules cut at, for other readers of a line's layout)."""
+    return bool(_SESSION.match(line)), bool(_TURN.match(line)), bool(_LIST_ITEM.match(line)), bool(_SENTENCE_END.search(line))
+
+
 def _structure_rules(lines: list[tuple[int, str]], add: Any) -> None:
     """Headings, sessions, turns, paragraphs and sentence-ending line starts (all categories)."""
     lengths = sorted(len(line) for _, line in lines if line.strip())
@@ -83,7 +95,7 @@ def _structure_rules(lines: list[tuple[int, str]], add: Any) -> None:
         nxt = lines[i + 1][1] if i + 1 < len(lines) else ""
         if _SESSION.match(line):
             add(start, "session")
-        elif (_HEADING.match(line) and len(line) < 60) or (_SETEXT.match(nxt) and 0 < len(line.strip()) < 100):
+        elif is_heading(line, nxt):
             add(start, "heading")
         elif _TURN.match(line):
             add(start, "turn")

@@ -107,6 +107,20 @@ def test_split_by_group_keeps_each_source_in_one_split():
         assert len(inst.block_tokens) == len(inst.cuts) + 1
 
 
+def test_fresh_split_draws_only_from_groups_no_split_uses():
+    source = next(s for s in AUTHORED_SOURCES if s.name == "licences")
+    from semanticseg.segmenter.authored import authored_instances, fresh_instances
+
+    sample = authored_instances((source,), per_category=5, per_group=1, min_tokens=800, max_tokens=4000)
+    pool = authored_instances((source,), per_category=None, per_group=None, min_tokens=800, max_tokens=4000)
+    splits = split_by_group(sample, seed=1)
+    fresh = fresh_instances(pool, list(splits.values()), per_category=6, per_group=2)
+    used = {i.source for items in splits.values() for i in items}
+    assert fresh and {i.source for i in fresh}.isdisjoint(used) and {i.id for i in fresh}.isdisjoint(i.id for i in sample)
+    assert len(fresh) <= 6 and all(sum(i.source == f.source for i in fresh) <= 2 for f in fresh)
+    assert fresh == fresh_instances(pool, list(splits.values()), per_category=6, per_group=2)  # seeded
+
+
 @pytest.mark.slow
 def test_long_documents_join_a_splits_documents_and_cut_at_the_junctions():
     source = next(s for s in AUTHORED_SOURCES if s.name == "python-whatsnew")

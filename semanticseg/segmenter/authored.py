@@ -14,7 +14,7 @@ both, as speech recognition output), with the same authored cuts. Nothing here r
 free of any method's inputs.
 
 Splits are by source group (a file, a wiki page, an info manual, a handbook chapter): no group has
-documents in two splits.
+documents in two splits. `fresh_instances` draws a further held-out split from the groups no split uses.
 """
 
 from __future__ import annotations
@@ -177,6 +177,16 @@ def numbered_sections(text: str) -> list[Section]:
             heads.append((i, 1 if alone else 0, 1))
             expected = number + 1
     return _split(lines, heads) if len(heads) >= 3 else [Section(0, "", text)]
+
+
+def heading_marks(line: str, next_line: str) -> tuple[bool, bool]:
+    """Whether line is a one-line heading as the parsers above read one (Markdown `#`, wikitext `==`, LaTeX
+    `\\section{`, a play's ACT or SCENE), and whether it is a title underlined as reST and info write one
+    (next_line a run of one punctuation character at least as long): the same patterns, for a model's inputs."""
+    one_line = any(p.match(line) for p in (_MD_HEADING, _WIKI_HEADING, _TEX_HEADING, _ACT, _SCENE))
+    underlined = (bool(line.strip()) and not _ADORNMENT.match(line) and bool(_ADORNMENT.match(next_line))
+                  and len(next_line.rstrip()) >= len(line.rstrip()))
+    return one_line, underlined
 
 
 PARSERS: dict[str, Callable[[str], list[Section]]] = {
@@ -416,6 +426,31 @@ def split_by_group(instances: list[Instance], fractions: tuple[float, float, flo
             split = max(names, key=lambda n: fractions[names.index(n)] * done - counts[n])
             counts[split] += len(groups[name])
             out[split] += groups[name]
+    return out
+
+
+def fresh_instances(pool: list[Instance], used: list[list[Instance]], per_category: int | None = 80, per_group: int | None = 4,
+                    seed: int = 0) -> list[Instance]:
+    """A held-out split from the source groups that no split of `used` has a document of: at most per_group documents
+    per group and per_category per category, chosen from pool (authored_instances without caps) by a seeded shuffle, as
+    authored_instances chooses. The benchmark's samples leave most groups unused, so this is a test split that no
+    earlier choice has seen; a long instance's source lists its groups ("long:a,b"), and each of them counts as used."""
+    taken = {group for items in used for inst in items for group in inst.source.removeprefix("long:").split(",")}
+    seen = {inst.id for items in used for inst in items}
+    by_category: dict[str, dict[str, list[Instance]]] = {}
+    for inst in sorted(pool, key=lambda i: i.id):
+        if inst.source not in taken and inst.id not in seen:
+            by_category.setdefault(inst.category, {}).setdefault(inst.source, []).append(inst)
+    out = []
+    for category, groups in sorted(by_category.items()):
+        rng = random.Random(f"{seed}:fresh:{category}")
+        items = []
+        for group in sorted(groups):
+            docs = groups[group]
+            rng.shuffle(docs)
+            items += docs[:per_group]
+        rng.shuffle(items)
+        out += items[:per_category]
     return out
 
 

@@ -23,6 +23,8 @@ from semanticseg.schema import Document, Instance, from_table
 from semanticseg.tokens import count_tokens, token_starts
 
 SPLITS = ("train", "validation", "test")
+# Held-out splits a benchmark may add (bench/authored_benchmark.py): read when present, never made by split_instances.
+HELD_OUT = ("fresh_test",)
 
 
 def load_splits(path: str | Path) -> dict[str, list[Instance]]:
@@ -39,7 +41,7 @@ def load_splits(path: str | Path) -> dict[str, list[Instance]]:
         dataset = load_from_disk(str(path))
         return {name: from_table(dataset[name].data.table, Instance) for name in dataset}
     out: dict[str, list[Instance]] = {}
-    for split in SPLITS:
+    for split in (*SPLITS, *HELD_OUT):
         files = sorted(path.glob(f"{split}*.parquet")) + sorted(path.glob(f"data/{split}*.parquet"))
         if files:
             table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")

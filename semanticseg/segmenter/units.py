@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -16,12 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from semanticseg.candidates import KIND_PRIORITY, find_candidates
+from semanticseg.candidates import KIND_PRIORITY, find_candidates, is_heading, line_marks
 from semanticseg.tokens import DEFAULT_ENCODING
 
 # Unit 0 starts the document; every other unit starts at a candidate of one of these kinds.
 KINDS = ("start", *sorted(KIND_PRIORITY))
 N_FEATURES = len(KINDS) + 4
+# The layout of a unit's first line (layout_features), added to the features above by SegmenterConfig.feature_set "layout".
+LAYOUT = ("heading", "markup_heading", "underlined", "numbered", "session", "turn", "label", "list_item", "sentence_end",
+          "short_before_blank", "all_caps", "title_case", "indent", "indent_change", "relative_length", "alone")
+FEATURE_SETS = {"basic": N_FEATURES, "layout": N_FEATURES + len(LAYOUT)}
+_NUMBERED = re.compile(r"^\s*\d+(?:\.\d+)*\.?\s+\S")  # "2.3 Title", "1. Grant of ...", "12 Rules"
+_SHORT = 60  # characters: a line this short alone reads as a title, not as prose
+# A speaker's name alone on its line, as plays write one ("King.", "First Clown.", "Ham."): the turn rule wants caps.
+_LABEL = re.compile(r"^\s*[A-Z][\w'’-]*(?: [A-Z][\w'’-]*){0,2}[.:]\s*$")
 OFFLINE_ENCODER = "minilm"
 
 
@@ -83,8 +92,63 @@ def doc_units(text: str, category: str = "unknown", encoding: str = DEFAULT_ENCO
     return Units(text, cands.offsets, cands.token_offsets, cands.kinds, count_tokens(text, encoding))
 
 
-def unit_features(units: Units) -> np.ndarray:
-    """Per unit: candidate kind (one-hot), log token length, blank line before, relative position, is last."""
+def n_features(feature_set: str) -> int:
+    """How many features per unit unit_features gives for feature_set (SegmenterConfig.feature_set)."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"feature_set must be one of {', '.join(FEATURE_SETS)}, not {feature_set!r}")
+    return FEATURE_SETS[feature_set]
+
+
+def unit_features(units: Units, feature_set: str = "basic") -> np.ndarray:
+    """Per unit: candidate kind (one-hot), log token length, blank line before, relative position, is last; with
+    feature_set "layout", then layout_features."""
+    basic = _basic_features(units)
+    if n_features(feature_set) == N_FEATURES:
+        return basic
+    return np.concatenate([basic, layout_features(units)], axis=1)
+
+
+def layout_features(units: Units) -> np.ndarray:
+    """Per unit, the layout of its first line (columns named by LAYOUT): heading as the candidates read one
+    (semanticseg.candidates.is_heading), a one-line or underlined heading as the authored-structure parsers read one
+    (semanticseg.segmenter.authored.heading_marks), a section number, a session / speaker turn / list item mark and
+    sentence-final punctuation (candidates.line_marks), a speaker's name alone on its line, a short line without final punctuation before a blank line,
+    a short ALL CAPS or Title Case line, its indentation and whether that changed from the previous unit's, its length
+    relative to the document's median line, and whether a blank line follows it. From the text alone: the structure
+    rule's cues (where a section starts is often visible in the layout) as inputs the head can weigh."""
+    from semanticseg.segmenter.authored import heading_marks
+
+    text = units.text
+    lengths = sorted(len(line) for line in text.split("\n") if line.strip())
+    median = max(lengths[len(lengths) // 2], 1) if lengths else 1
+    out = np.zeros((len(units.offsets) + 1, len(LAYOUT)), dtype=np.float32)
+    previous_indent = 0
+    for i, start in enumerate([0, *units.offsets]):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line = text[start:end]
+        after = text.find("\n", end + 1)
+        next_line = text[end + 1 : len(text) if after < 0 else after] if end < len(text) else ""
+        stripped = line.strip()
+        short = 0 < len(stripped) < _SHORT
+        session, turn, list_item, sentence_end = line_marks(line)
+        one_line, underlined = heading_marks(line, next_line)
+        words = stripped.split()
+        indent = len(line) - len(line.lstrip())
+        out[i] = (
+            is_heading(line, next_line), one_line, underlined, bool(_NUMBERED.match(line)), session, turn,
+            bool(_LABEL.match(line)) and bool(next_line.strip()), list_item, sentence_end,
+            short and not sentence_end and not next_line.strip(),
+            short and any(c.isalpha() for c in stripped) and stripped.upper() == stripped,
+            short and not sentence_end and len(words) <= 10 and sum(w[0].isupper() for w in words) >= 0.6 * len(words),
+            min(indent / 8, 1.0), indent != previous_indent, min(len(stripped) / median, 2.0) / 2,
+            bool(stripped) and not next_line.strip(),
+        )
+        previous_indent = indent
+    return out
+
+
+def _basic_features(units: Units) -> np.ndarray:
     bounds = [0, *units.token_offsets, units.n_tokens]
     out = np.zeros((len(bounds) - 1, N_FEATURES), dtype=np.float32)
     for i, kind in enumerate(["start", *units.kinds]):
