@@ -91,7 +91,7 @@ def ensure_export(folder: Path, model: Any = None) -> Path:
     return path
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
@@ -105,6 +105,8 @@ def _check_folder(folder: Path) -> dict[str, Any]:
         v for k, v in pooling.items() if k.startswith("pooling_mode_") and k != "pooling_mode_mean_tokens"))
     if kinds != ["Transformer", "Pooling", "Normalize"] or not means:
         raise ValueError("only mean-pooled, normalised sentence-transformers models run on ONNX here")
+    if not (folder / "tokenizer.json").exists():  # the fast tokenizer's file is what `tokenizers` reads
+        raise ValueError(f"{folder} has no tokenizer.json: its model runs on torch only")
     return _read_json(folder / "sentence_bert_config.json")
 
 
