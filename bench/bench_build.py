@@ -4,8 +4,11 @@ Part 1, the structure + similarity build: documents are collected once (this pro
 per-document stages (candidates, propose with structure and similarity, adjudicate, instances) on a fresh copy of
 them through `build_category`: the local executor (one process, torch with all its threads) and the Ray executor
 started with N CPUs for each N of --workers (with --gpu also once more per N with the similarity actors sharing
-the GPUs). Each row gives seconds (min / median / max of --repeats), documents/s and document tokens/s, the speedup
-against Ray with 1 worker measured in the same run, the same with the annotator actors' start (torch import and
+the GPUs). The similarity encoder runs on --similarity-backend (onnx by default: the same MiniLM on ONNX Runtime,
+whose actors start without importing torch; torch is the build's own default); with onnx the encoder is exported once
+before the timed rows (untimed, like the model download, as a build's driver does before its actors start). Each row
+gives seconds (min / median / max of --repeats), documents/s and document tokens/s, the speedup
+against Ray with 1 worker measured in the same run, the same with the annotator actors' start (imports and
 model load, once per category and annotator, amortised over a release) left out, and whether its output files equal
 the local build's byte for byte. Without Ray installed only the local row is measured, and the table says so.
 With --plain-workers, a reference for what the machine itself gives: the similarity annotator's proposals for the
@@ -85,14 +88,14 @@ class StageClock(NoProgress):
 
 
 def build_once(base: Path, work: Path, categories: list[str], recipe: Any, executor: Any, limit: int,
-               clock: StageClock) -> float:
+               clock: StageClock, backend: str) -> float:
     """Seconds for the per-document stages of every category on a fresh copy of the collected documents."""
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(base, work)
     # The same limit as collect_once: the collect stage's fingerprint then matches and it is skipped (with another
     # limit it would collect again, untimed documents and all, inside the timed build).
     config = BuildConfig(categories, str(work), ["structure", "similarity"], recipe.target_block_tokens,
-                         recipe.agreement_threshold, limit=limit)
+                         recipe.agreement_threshold, limit=limit, similarity={"backend": backend})
     start = time.perf_counter()
     for category in categories:
         build_category(category, config, recipe, progress=clock, overall="overall", executor=executor)
@@ -122,7 +125,11 @@ def build_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any
     root = Path(tempfile.mkdtemp(prefix="bench_build_"))
     base = root / "collected"
     n_docs, n_tokens = collect_once(base, categories, args.limit, recipe)
-    print(f"part 1: {n_docs} documents, {n_tokens:,} tokens ({','.join(categories)}; collected once, not timed)", flush=True)
+    print(f"part 1: {n_docs} documents, {n_tokens:,} tokens ({','.join(categories)}; collected once, not timed), "
+          f"similarity backend {args.similarity_backend}", flush=True)
+    from semanticseg.annotators import get_annotator
+
+    get_annotator("similarity", backend=args.similarity_backend).provision()  # the onnx export, untimed (once, cached)
     rows: list[dict[str, Any]] = []
 
     def row(label: str, workers: int | None, make: Any) -> None:
@@ -133,7 +140,7 @@ def build_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any
                 break
             executor = make()
             try:
-                seconds = build_once(base, root / "run", categories, recipe, executor, args.limit, clock)
+                seconds = build_once(base, root / "run", categories, recipe, executor, args.limit, clock, args.similarity_backend)
                 starts.append(getattr(executor, "actor_start_s", 0.0))
                 busy.append(sum(getattr(executor, "actor_busy_s", {}).values()))
             finally:
@@ -149,7 +156,8 @@ def build_table(args: argparse.Namespace, deadline: float) -> list[dict[str, Any
             # the actors waited (for work, or for the driver); near 1 with no speedup, each actor itself got slower.
             working = stages.get("propose", 0.0) - statistics.median(starts)  # the actors' start is inside the stage
             use = statistics.median(busy) / ((workers or 1) * working) if working > 0 else float("nan")
-            rows.append({"executor": label, "workers": workers, "seconds": times, "actor_start_s": starts, "same_as_local": same,
+            rows.append({"executor": label, "workers": workers, "similarity_backend": args.similarity_backend, "seconds": times,
+                         "actor_start_s": starts, "same_as_local": same,
                          "stage_s": stages, "actor_busy_s": busy, "actor_utilisation": use})
             if args.out:  # kept row by row: a run cut short by its time limit still leaves what it measured
                 args.out.write_text(json.dumps({"build": rows, "llm": []}, indent=2) + "\n")
@@ -350,7 +358,8 @@ def saturation(rows: list[dict[str, Any]], gain: float = SATURATION_GAIN) -> str
 
 def print_tables(build_rows: list[dict[str, Any]], llm_rows: list[dict[str, Any]], plain_rows: list[dict[str, Any]]) -> None:
     if build_rows:
-        print("\nstructure + similarity build (candidates, propose, adjudicate, instances)")
+        print(f"\nstructure + similarity build (candidates, propose, adjudicate, instances), similarity backend "
+              f"{build_rows[0].get('similarity_backend', 'torch')}")
         if build_rows[0].get("ray_missing"):
             print("  (ray is not installed on this machine: the Ray rows could not be measured)")
         print("| executor | workers | seconds min / median / max | actor start s | docs/s | tokens/s | speedup vs 1 worker | "
@@ -387,6 +396,8 @@ def main() -> None:
     parser.add_argument("--local", action=argparse.BooleanOptionalAction, default=True,
                         help="measure the local executor too (with --no-local the first Ray row is the reference for "
                              "'same files'; tests/test_ray_executor.py checks Ray against local)")
+    parser.add_argument("--similarity-backend", choices=("torch", "onnx"), default="onnx",
+                        help="the similarity annotator's encoder in the build rows (onnx needs onnxruntime, and onnx to export)")
     parser.add_argument("--gpu", action="store_true", help="also rows with the similarity encoder on the GPUs")
     parser.add_argument("--gpu-workers", default=None, help="worker counts of the GPU rows (default: --workers)")
     parser.add_argument("--build-budget-s", type=float, default=1e9, help="start no build run after this many seconds")
@@ -403,6 +414,8 @@ def main() -> None:
     parser.add_argument("--llm-budget-s", type=float, default=1e9, help="start no concurrency level after this many seconds")
     parser.add_argument("--out", type=Path, default=None, help="write both tables as JSON here")
     args = parser.parse_args()
+    if args.gpu and args.similarity_backend == "onnx":
+        parser.error("--gpu rows put the similarity encoder on the GPUs: that is --similarity-backend torch (onnx runs on CPU)")
     start = time.monotonic()
     plain_rows = plain_table(args, start + args.build_budget_s) if args.plain_workers else []
     build_rows = build_table(args, start + args.build_budget_s) if args.workers or args.gpu else []

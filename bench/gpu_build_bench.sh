@@ -13,6 +13,10 @@
 #   smol/      SmolLM2-135M-Instruct's config, tokenizer and chat template: the served model is that shape with random
 #              weights (the GGUF is 93 MB). Each request then runs to its max_tokens and its answer fails to parse (one
 #              repair request follows): the server's work per request is the real one, the proposals are not.
+# For the similarity encoder on ONNX Runtime (bench_build.py --similarity-backend onnx, its default), the wheels in
+# $ORT_WHL (default /tmp/ortwhl, put there by an earlier call: they do not fit beside the folder above) are installed
+# the same way: onnxruntime, and onnx with ml_dtypes, which torch's exporter needs to write the one export. Without them
+# the bench runs with torch (SIMILARITY_BACKEND chooses either).
 # Every step has its own `timeout`; everything is written under $OUT; the tables are printed at the end.
 set -o pipefail
 P=${1:-.gpu/ray16}
@@ -24,7 +28,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:/tmp/site SEMANTICSEG_CACHE=/tmp/sscac
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/machine.txt"
 { python3 -V; nproc; python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"; } 2>&1 | tee -a "$OUT/machine.txt"
 
-timeout 90 python3 - "$P/whl" <<'PY' 2>&1 | tee "$OUT/deps.log"
+timeout 90 python3 - "$P/whl" "${ORT_WHL:-/tmp/ortwhl}" <<'PY' 2>&1 | tee "$OUT/deps.log"
 import importlib.util, pathlib, subprocess, sys
 # wheel name -> module it provides; installed only when missing (never shadow what the machine has)
 names = {"datasketch": "datasketch", "segeval": "segeval", "sentence_transformers": "sentence_transformers", "nltk": "nltk",
@@ -32,7 +36,7 @@ names = {"datasketch": "datasketch", "segeval": "segeval", "sentence_transformer
          "jsonschema_specifications": "jsonschema_specifications", "referencing": "referencing", "rpds_py": "rpds",
          "attrs": "attrs", "click": "click", "filelock": "filelock", "pyyaml": "yaml", "protobuf": "google.protobuf",
          "opentelemetry_api": "opentelemetry.trace", "httpx2": "httpx2", "httpcore2": "httpcore2"}
-for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
+for wheel in sorted(w for folder in sys.argv[1:] for w in pathlib.Path(folder).glob("*.whl")):
     dist = wheel.name.split("-")[0].lower()
     module = names.get(dist, dist)
     try:
@@ -92,12 +96,14 @@ PY
 # encoder on the GPU, then the LLM table with whatever time is left; PART=all: both (more than one call's 600 s).
 LEFT=$((${TOTAL_S:-560} - ($(date +%s) - T0)))
 echo "setup took $(( $(date +%s) - T0 )) s; the bench gets $LEFT s" | tee -a "$OUT/deps.log"
+SIM=${SIMILARITY_BACKEND:-$(python3 -c "import onnxruntime, onnx" 2>/dev/null && echo onnx || echo torch)}
+echo "similarity backend $SIM" | tee -a "$OUT/deps.log"
 DOCS="--categories code --limit ${LIMIT:-40} --max-tokens 3000 --repeats 1 --no-local"
 case ${PART:-all} in
-  cpu)  ARGS="$DOCS --workers 1,2,4,8,16 --concurrency ''" ;;
-  gpu)  ARGS="$DOCS --workers '' --gpu --gpu-workers 1,4,16 --build-budget-s 150" ;;
-  args) ARGS="$DOCS $BENCH_ARGS" ;;  # any other selection, e.g. a short probe of both parts
-  *)    ARGS="$DOCS --workers 1,2,4,8,16 --build-budget-s ${BUILD_S:-400}" ;;  # both tables in one run
+  cpu)  ARGS="$DOCS --workers 1,2,4,8,16 --concurrency '' --similarity-backend $SIM" ;;
+  gpu)  ARGS="$DOCS --workers '' --gpu --gpu-workers 1,4,16 --build-budget-s 150 --similarity-backend torch" ;;  # the encoder on the GPU: torch
+  args) ARGS="$DOCS --similarity-backend $SIM $BENCH_ARGS" ;;  # any other selection, e.g. a short probe of both parts
+  *)    ARGS="$DOCS --workers 1,2,4,8,16 --build-budget-s ${BUILD_S:-400} --similarity-backend $SIM" ;;  # both tables in one run
 esac
 [ "${PART:-all}" = cpu ] || ARGS="$ARGS --llm-model-dir /tmp/smol --llm-device cuda --continuous-batching --llm-budget-s $((LEFT - ${LLM_TAIL:-50}))"
 eval timeout $LEFT python3 bench/bench_build.py $ARGS --out "$OUT/bench_build.json" 2>&1 | grep -v "Loading weights\|it/s\]\|logging.cc\|^    @" \

@@ -139,6 +139,20 @@ def test_ray_build_on_its_own_runtime_equals_the_local_build(tmp_path):
 
 
 @pytest.mark.slow
+def test_ray_build_with_the_onnx_similarity_backend_equals_the_local_one(tmp_path):
+    """--similarity-backend onnx: the driver exports the encoder once, the actors open the export without torch, and
+    the files are the local onnx build's byte for byte."""
+    pytest.importorskip("onnxruntime")
+    onnx = [*BUILD, "--similarity-backend", "onnx"]
+    local, ray_work = tmp_path / "local", tmp_path / "ray"
+    subprocess.run(_cli(*onnx, "--work", str(local)), env=_env(), check=True, capture_output=True, timeout=600)
+    on_ray = [*onnx, "--executor", "ray", "--num-workers", "2", "--work", str(ray_work)]
+    subprocess.run(_cli(*on_ray), env=_env(), check=True, capture_output=True, timeout=600)
+    _same_outputs(local / "code", ray_work / "code")
+    assert '"backend": "onnx"' in (ray_work / "code" / "propose.config.json").read_text()
+
+
+@pytest.mark.slow
 def test_a_runtime_the_executor_starts_serves_tasks_from_the_workers_ray_prestarted():
     """Without --address the workers inherit the driver's environment (no job runtime env), so the idle workers Ray
     starts with the runtime serve the build's first tasks instead of a cold process each; the driver's own

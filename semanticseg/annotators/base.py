@@ -43,6 +43,10 @@ class Annotator(Method, ABC):
         doc, candidates = prepared
         return self.propose(doc, candidates, target_tokens).cuts
 
+    def provision(self) -> None:
+        """Make, once and before any worker starts, the files every worker's `load` reads (a model's export to the
+        cache): run by the process that hands the annotator to workers. A no-op for most annotators."""
+
     def load(self) -> None:
         """Load what propose needs (a model) now rather than on the first document; a no-op for rules."""
 

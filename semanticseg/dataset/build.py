@@ -42,6 +42,7 @@ class BuildConfig:
     limit: int | None = None  # documents per category; None = all the source has
     label_studio_url: str = ""  # empty: no human review, the consensus stands
     force: bool = False
+    similarity: dict[str, Any] = field(default_factory=dict)  # SimilarityAnnotator options given (e.g. backend); its defaults where unset
 
 
 @dataclass(slots=True)
@@ -102,7 +103,7 @@ def category_stages(category: str, config: BuildConfig, recipe: Recipe, api_key:
     return [
         CollectStage(collect),
         CandidatesStage(recipe.encoding),
-        ProposeStage(config.annotators, config.target_tokens, dict(llm_options or {})),
+        ProposeStage(config.annotators, config.target_tokens, dict(llm_options or {}), dict(config.similarity)),
         AdjudicateStage(config.agreement_threshold),
         ReviewStage(config.label_studio_url, api_key),
         InstancesStage(recipe),
@@ -138,7 +139,7 @@ def build_category(
 
         # A model annotator's workers can start loading now and be ready when propose comes (the Ray executor does);
         # not when propose will be skipped (a resumed build whose proposals are complete): they would load for nothing.
-        executor.prestart(model_makers(config.annotators, work_dir, llm_options))
+        executor.prestart(model_makers(config.annotators, work_dir, llm_options, config.similarity))
     for stage in stages:
         with _shown(progress, overall, f"{category}: {stage.name}"):
             summaries[stage.name] = run_stage(stage, work_dir, progress, force=config.force and stage.name in FORCE_REDOES,

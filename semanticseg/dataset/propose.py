@@ -32,36 +32,43 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80] + "-" + hashlib.sha1(name.encode()).hexdigest()[:6]
 
 
-def build_annotators(specs: list[str], work_dir: Path, llm_options: dict[str, Any] | None = None) -> list[Annotator]:
-    """Annotators from names ("structure", "similarity", "llm", "llm:<model>#<sample>"); LLMs share options and a cache."""
+def build_annotators(specs: list[str], work_dir: Path, llm_options: dict[str, Any] | None = None,
+                     similarity_options: dict[str, Any] | None = None) -> list[Annotator]:
+    """Annotators from names ("structure", "similarity", "llm", "llm:<model>#<sample>"); LLMs share options and a
+    cache; similarity_options are the similarity annotator's (its own defaults where unset)."""
     built = []
     for spec in specs:
-        if parse_name(spec)[0] == "llm":
+        kind = parse_name(spec)[0]
+        if kind == "llm":
             built.append(get_annotator(spec, cache_dir=work_dir / "llm_cache", **(llm_options or {})))
         else:
-            built.append(get_annotator(spec))
+            built.append(get_annotator(spec, **(similarity_options or {}) if kind == "similarity" else {}))
     names = [a.name for a in built]
     if len(set(names)) != len(names):
         raise ValueError(f"two annotators share a name ({names}); give LLM samples different numbers, e.g. llm#0 llm#1")
     return built
 
 
-def _make_annotator(spec: str, work_dir: Path, llm_options: dict[str, Any] | None) -> Annotator:
-    return build_annotators([spec], work_dir, llm_options)[0]
+def _make_annotator(spec: str, work_dir: Path, llm_options: dict[str, Any] | None,
+                    similarity_options: dict[str, Any] | None) -> Annotator:
+    return build_annotators([spec], work_dir, llm_options, similarity_options)[0]
 
 
-def annotator_makers(specs: list[str], built: list[Annotator], work_dir: Path,
-                     llm_options: dict[str, Any] | None = None) -> dict[str, Callable[[], Annotator]]:
-    """name -> a maker that builds annotator `built[i]` again from specs[i] (and the same options), where an executor runs it."""
-    return {a.name: partial(_make_annotator, spec, work_dir, llm_options) for spec, a in zip(specs, built)}
+def annotator_makers(specs: list[str], built: list[Annotator], work_dir: Path, llm_options: dict[str, Any] | None = None,
+                     similarity_options: dict[str, Any] | None = None) -> dict[str, Callable[[], Annotator]]:
+    """name -> a maker that builds annotator `built[i]` again from specs[i] (and the same options), where an executor
+    runs it; each annotator's `provision` is done first, here, so the workers find what their `load` reads."""
+    for annotator in built:
+        annotator.provision()
+    return {a.name: partial(_make_annotator, spec, work_dir, llm_options, similarity_options) for spec, a in zip(specs, built)}
 
 
-def model_makers(specs: list[str], work_dir: Path, llm_options: dict[str, Any] | None = None) -> dict[str, Callable[[], Annotator]]:
+def model_makers(specs: list[str], work_dir: Path, llm_options: dict[str, Any] | None = None,
+                 similarity_options: dict[str, Any] | None = None) -> dict[str, Callable[[], Annotator]]:
     """name -> maker of the annotators among specs that keep a model: what an executor may start before propose."""
     rules = [s for s in specs if parse_name(s)[0] != "llm"]  # an LLM annotator's model is its server's
-    built = build_annotators(rules, work_dir)
-    makers = annotator_makers(rules, built, work_dir, llm_options)
-    return {a.name: makers[a.name] for a in built if a.keeps_model}
+    kept = [(s, a) for s, a in zip(rules, build_annotators(rules, work_dir, similarity_options=similarity_options)) if a.keeps_model]
+    return annotator_makers([s for s, _ in kept], [a for _, a in kept], work_dir, llm_options, similarity_options)
 
 
 def _summarise(proposals: list[Proposal], seconds: dict[str, float], tokens: dict[str, int]) -> dict[str, Any]:
@@ -90,6 +97,7 @@ class ProposeStage(Stage):
     annotators: list[str]
     target_tokens: int = 512
     llm_options: dict[str, Any] = field(default_factory=dict, repr=False)  # as given: may hold credentials
+    similarity_options: dict[str, Any] = field(default_factory=dict)  # as given (e.g. backend); the annotator's defaults where unset
     retry_failed: bool = True  # how to treat failed proposals, not what a proposal is: not a setting
 
     name: ClassVar[str] = "propose"
@@ -105,7 +113,13 @@ class ProposeStage(Stage):
         return {k: redact_url(v) if k == "base_url" else v for k, v in self.llm_options.items()}
 
     def settings(self) -> dict[str, Any]:
-        return {"stage": self.name, "annotators": self.annotators, "target_tokens": self.target_tokens, "llm_options": self._public()}
+        return {"stage": self.name, "annotators": self.annotators, "target_tokens": self.target_tokens, "llm_options": self._public(),
+                **self._similarity()}
+
+    def _similarity(self) -> dict[str, Any]:
+        # Only when given (and the similarity annotator runs): the settings, and so the fingerprint and the shards,
+        # of a build with the annotator's defaults stay those of a build made before the option existed.
+        return {"similarity_options": self.similarity_options} if self.similarity_options and "similarity" in self.annotators else {}
 
     def done(self, ctx: StageContext, fp: str) -> dict[str, Any] | None:
         done = Stage.done(self, ctx, fp)
@@ -120,8 +134,10 @@ class ProposeStage(Stage):
         missing = [d.id for d in documents if d.id not in by_id]
         if missing:
             raise ValueError(f"{len(missing)} documents have no candidates (e.g. {missing[0]}): rerun `semanticseg candidates`")
-        built = build_annotators(self.annotators, work_dir, self.llm_options)
-        keyed = {k: v for k, v in self._public().items() if k in _ANSWER_OPTIONS}
+        built = build_annotators(self.annotators, work_dir, self.llm_options, self.similarity_options)
+        # The similarity options change its answers (an encoder backend's embeddings differ by float rounding): they
+        # key the shards too, so a resumed build never mixes proposals of two backends.
+        keyed = {**{k: v for k, v in self._public().items() if k in _ANSWER_OPTIONS}, **self._similarity()}
         shard_root = work_dir / "proposals.parts" / fingerprint({"target_tokens": target_tokens, **keyed}, work_dir / "candidates.parquet")
         results, todo = _pending(built, documents, shard_root, self.retry_failed)
         total = sum(len(v) for v in todo.values())
@@ -133,7 +149,7 @@ class ProposeStage(Stage):
             progress.update(task, advance=1, info=f"{name} {proposal.status}")
 
         # A distributed executor builds its own copies of the annotators where it runs them (same specs and options).
-        makers = annotator_makers(self.annotators, built, work_dir, self.llm_options)
+        makers = annotator_makers(self.annotators, built, work_dir, self.llm_options, self.similarity_options)
         try:
             seconds, tokens = ctx.executor.propose(built, makers, todo, by_id, target_tokens, record)
         except KeyboardInterrupt:
@@ -161,7 +177,7 @@ def run_propose(
     Skips (summary["skipped"]) when proposals.parquet is complete for the same candidates and settings
     and none of its proposals failed (failed ones are retried when retry_failed).
     """
-    stage = ProposeStage(list(annotators), target_tokens, dict(llm_options or {}), retry_failed)
+    stage = ProposeStage(list(annotators), target_tokens, dict(llm_options or {}), retry_failed=retry_failed)
     return run_stage(stage, work_dir, progress)
 
 

@@ -16,10 +16,10 @@ driver's node), so the nodes of a cluster share nothing but Ray: each needs sema
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import pickle
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -66,12 +66,11 @@ class _AnnotatorActor:
     def __init__(self, make: Callable[[], Any]) -> None:
         import ray
 
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-        if importlib.util.find_spec("torch") is not None:  # the annotators that keep a model run it on torch
-            import torch
-
-            # As many threads as the CPUs Ray gave this actor: no more (actors would oversubscribe the node's cores).
-            torch.set_num_threads(max(1, int(cpus)))
+        # As many threads as the CPUs Ray gave this actor (one for a prestarted pool's): no more, or the actors would
+        # oversubscribe the node's cores. ONNX Runtime reads OMP_NUM_THREADS (onnx_encoder.py); torch is set below,
+        # and only if the annotator imported it (an onnx encoder's actor never does: importing it costs seconds).
+        threads = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
         self.annotator = make()
         if ray.get_gpu_ids() and hasattr(self.annotator, "device"):
             self.annotator.device = "cuda"  # Ray set CUDA_VISIBLE_DEVICES to this actor's GPU
@@ -79,6 +78,8 @@ class _AnnotatorActor:
         # sentence-transformers and its model takes seconds), each actor's first document would carry it, the pool's
         # start would look short and the actors' seconds per document would grow with their number.
         self.annotator.load()
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
         self.busy_s = 0.0
 
     def propose(self, doc: Document, candidates: Candidates, target_tokens: int) -> Any:

@@ -139,7 +139,7 @@ class PeerEncoder:
 
         # A model of the peers' own: the segmenter's shared encoder has its max_seq_length cut to 32-64 tokens.
         self.model = SentenceTransformer(resolve_encoder(OFFLINE_ENCODER), device="cpu")
-        self.fast = OnnxEncoder(self.model) if onnx_available() else None
+        self.fast = OnnxEncoder.from_model(self.model) if onnx_available() else None
         self._torch_encode = self.model.encode
         self.model.encode = self.encode
         self.cache: dict[str, Any] = {}  # the current document's (PeerInput.cache)

@@ -183,7 +183,7 @@ def load_encoder(name: str = OFFLINE_ENCODER, device: str = "cpu", backend: str 
         from semanticseg.segmenter.onnx_encoder import OnnxEncoder
 
         try:
-            return OnnxEncoder(load_encoder(name, device))
+            return OnnxEncoder.from_model(load_encoder(name, device))
         except ValueError:
             pass
     return SentenceTransformer(resolve_encoder(name), device=device)
@@ -196,7 +196,9 @@ def embed_units(units: Units, encoder: Any, max_unit_tokens: int = 32, batch_siz
     texts = [units.text[a : min(b, a + 6 * max_unit_tokens)].strip() or "." for a, b in units.spans]
     if store is None:
         return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-    namespace = f"units:{getattr(encoder.tokenizer, 'name_or_path', '')}:{type(encoder).__name__}:{max_unit_tokens}"
+    # An OnnxEncoder's tokenizer (tokenizers') has no name: the encoder carries the one the model's tokenizer has.
+    name = getattr(encoder.tokenizer, "name_or_path", None) or getattr(encoder, "name_or_path", "")
+    namespace = f"units:{name}:{type(encoder).__name__}:{max_unit_tokens}"
     found = store.get(namespace, texts)
     missing = list(dict.fromkeys(t for t in texts if t not in found))
     if missing:
