@@ -3,6 +3,7 @@ encoder its embeddings, the annotator its proposals, and loading it imports neit
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from semanticseg.annotators import get_annotator
 from semanticseg.annotators.similarity import model_dir
 from semanticseg.dataset.propose import ProposeStage
 from semanticseg.io import read_records
-from semanticseg.schema import Candidates
+from semanticseg.schema import Candidates, Proposal
 from tests.fixtures_llm import make_work
 
 pytest.importorskip("onnxruntime")
@@ -101,3 +102,24 @@ def test_the_backend_keys_the_propose_stage_only_when_given():
 def test_a_wrong_backend_is_one_clear_error():
     with pytest.raises(ValueError, match="torch, onnx"):
         get_annotator("similarity", backend="tensorflow")
+
+
+def test_propose_command_takes_the_backend_as_build_does(tmp_path):
+    """`semanticseg propose --similarity-backend onnx` writes the onnx annotator's proposals under the onnx settings;
+    a wrong name is one line and exit 2 before any document is read."""
+    from typer.testing import CliRunner
+
+    from semanticseg.cli import app
+
+    docs = make_work(tmp_path / "legal", [(name, "legal", Path(f"/usr/share/common-licenses/{name}").read_text()) for name in LICENCES[:2]])
+    args = ["propose", "--work", str(tmp_path), "-c", "legal", "-a", "similarity", "--target-tokens", "256"]
+    wrong = CliRunner().invoke(app, [*args, "--similarity-backend", "tensorflow"])
+    assert wrong.exit_code == 2 and "torch, onnx" in wrong.output and not (tmp_path / "legal" / "proposals.parquet").exists()
+    result = CliRunner().invoke(app, [*args, "--similarity-backend", "onnx"])
+    assert result.exit_code == 0, result.output
+    written = {p.doc_id: p.cuts for p in read_records(tmp_path / "legal" / "proposals.parquet", Proposal)}
+    candidates = {c.doc_id: c for c in read_records(tmp_path / "legal" / "candidates.parquet", Candidates)}
+    onnx = get_annotator("similarity", backend="onnx")
+    assert written == {doc.id: onnx.propose(doc, candidates[doc.id], 256).cuts for doc in docs}
+    # the cuts are torch's too on these texts: the settings the stage recorded say which backend ran
+    assert json.loads((tmp_path / "legal" / "propose.config.json").read_text())["similarity_options"] == {"backend": "onnx"}

@@ -99,6 +99,27 @@ OVERLAP_TOKENS = option(_LLM, "overlap_tokens", "--overlap-tokens", rich_help_pa
 LLM_MAX_TOKENS = option(_LLM, "max_tokens", "--max-tokens", rich_help_panel=_LLM_PANEL, min=8, help="Cap on the LLM answer length (local server: the recipe's).")
 
 
+SIMILARITY_BACKEND = option(
+    "semanticseg.annotators.similarity:SimilarityAnnotator", "backend", "--similarity-backend",
+    help="The similarity annotator's encoder: torch, or onnx = the same MiniLM on ONNX Runtime (needs the `fast` "
+         "extra), starts in under a second and runs faster on CPU; embeddings equal to float rounding, so proposals "
+         "may differ from torch's in rare near-ties.",
+)
+
+
+def similarity_settings(backend: str | None) -> dict:
+    """The similarity annotator's options given on the command line, checked now (a wrong name or a missing
+    onnxruntime is one line before any stage runs, not a failure per document)."""
+    if backend is not None:
+        from semanticseg.annotators.similarity import SimilarityAnnotator
+
+        try:
+            SimilarityAnnotator(backend=backend)
+        except ValueError as err:
+            raise fail(str(err)) from None
+    return given(backend=backend)
+
+
 def llm_settings(annotators: list[str], llm_base_url: str | None, llm_model: list[str] | None, llm_samples: int,
                  temperature: float | None, concurrency: int | None, timeout: float | None, max_retries: int | None,
                  window_tokens: int | None, overlap_tokens: int | None, max_tokens: int | None,
@@ -152,6 +173,7 @@ def propose_cmd(
     overlap_tokens: int = OVERLAP_TOKENS,
     max_tokens: int = LLM_MAX_TOKENS,
     retry_failed: bool = typer.Option(True, "--retry-failed/--keep-failed", help="On a rerun, ask again for proposals that failed before."),
+    similarity_backend: str = SIMILARITY_BACKEND,
 ) -> None:
     """Propose cuts with several annotators; resumable (Ctrl-C loses nothing, a rerun continues).
 
@@ -171,12 +193,13 @@ def propose_cmd(
     target_tokens = target_tokens or recipe.target_block_tokens
     specs, options = llm_settings(annotator or recipe.annotators, llm_base_url, llm_model, llm_samples, temperature, concurrency,
                                   timeout, max_retries, window_tokens, overlap_tokens, max_tokens, recipe.offline_llm_options)
+    similarity = similarity_settings(similarity_backend)
     all_failed = []
     for work_dir in _work_dirs(work, category, "candidates.parquet"):
         with progress_bar() as progress:
             try:
                 summary = run_propose(work_dir, specs, target_tokens=target_tokens, llm_options=options,
-                                      retry_failed=retry_failed, progress=progress)
+                                      similarity_options=similarity, retry_failed=retry_failed, progress=progress)
             except (ValueError, RuntimeError, FileNotFoundError) as err:
                 raise fail(str(err)) from None
         _propose_table(work_dir.name, summary)

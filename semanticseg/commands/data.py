@@ -14,10 +14,12 @@ from semanticseg.commands.annotators import (
     LLM_SAMPLES,
     MAX_RETRIES,
     OVERLAP_TOKENS,
+    SIMILARITY_BACKEND,
     TEMPERATURE,
     TIMEOUT,
     WINDOW_TOKENS,
     llm_settings,
+    similarity_settings,
 )
 from semanticseg.commands.common import (
     DATASET,
@@ -38,7 +40,6 @@ app = typer.Typer()  # this module's commands; cli.py merges them into the `sema
 _COLLECT = "semanticseg.dataset.collect:CollectConfig"
 _BUILD = "semanticseg.dataset.build:BuildConfig"
 _EXECUTOR = "semanticseg.executors:ExecutorConfig"
-_SIMILARITY = "semanticseg.annotators.similarity:SimilarityAnnotator"
 
 
 # ---- collect (semanticseg/dataset/collect.py) ----
@@ -147,12 +148,7 @@ def build_cmd(
     window_tokens: int = WINDOW_TOKENS,
     overlap_tokens: int = OVERLAP_TOKENS,
     max_tokens: int = LLM_MAX_TOKENS,
-    similarity_backend: str = option(
-        _SIMILARITY, "backend", "--similarity-backend",
-        help="The similarity annotator's encoder: torch, or onnx = the same MiniLM on ONNX Runtime (needs the `fast` "
-             "extra), starts in under a second and runs faster on CPU; embeddings equal to float rounding, so proposals "
-             "may differ from torch's in rare near-ties.",
-    ),
+    similarity_backend: str = SIMILARITY_BACKEND,
     executor: str = option(
         _EXECUTOR, "kind", "--executor",
         help="Where the per-document work runs: local (this process) or ray (Ray tasks and actors; same outputs).",
@@ -190,13 +186,7 @@ def build_cmd(
         raise fail("give --category NAME (repeatable) or --all, not both and not neither")
     cats = list(CATEGORIES) if all_categories else list(dict.fromkeys(category))
     names = [a.strip() for a in annotators.split(",") if a.strip()] if annotators else recipe.annotators
-    if similarity_backend is not None:
-        from semanticseg.annotators.similarity import SimilarityAnnotator
-
-        try:  # a wrong name or a missing onnxruntime now, before any stage runs
-            SimilarityAnnotator(backend=similarity_backend)
-        except ValueError as err:
-            raise fail(str(err)) from None
+    similarity = similarity_settings(similarity_backend)
     names, llm_options = llm_settings(names, llm_base_url, llm_model, llm_samples, temperature, concurrency, timeout,
                                       max_retries, window_tokens, overlap_tokens, max_tokens, recipe.offline_llm_options)
     config = BuildConfig(
@@ -209,7 +199,7 @@ def build_cmd(
         agreement_threshold=threshold if threshold is not None else recipe.agreement_threshold,
         label_studio_url=label_studio_url or "",
         force=force,
-        similarity=given(backend=similarity_backend),
+        similarity=similarity,
     )
     try:
         runner = ExecutorConfig(**given(kind=executor, address=address, num_workers=num_workers))

@@ -171,13 +171,16 @@ def run_propose(
     llm_options: dict[str, Any] | None = None,
     retry_failed: bool = True,
     progress: Any = None,
+    similarity_options: dict[str, Any] | None = None,
 ) -> StageSummary:
-    """Run the annotators over WORK/documents.parquet + candidates.parquet; write WORK/proposals.parquet.
+    """Run the annotators over WORK/documents.parquet + candidates.parquet; write WORK/proposals.parquet
+    (similarity_options: the similarity annotator's, e.g. {"backend": "onnx"}; its defaults where unset).
 
     Skips (summary["skipped"]) when proposals.parquet is complete for the same candidates and settings
     and none of its proposals failed (failed ones are retried when retry_failed).
     """
-    stage = ProposeStage(list(annotators), target_tokens, dict(llm_options or {}), retry_failed=retry_failed)
+    stage = ProposeStage(list(annotators), target_tokens, dict(llm_options or {}), dict(similarity_options or {}),
+                         retry_failed=retry_failed)
     return run_stage(stage, work_dir, progress)
 
 
