@@ -13,10 +13,11 @@
 #   smol/      SmolLM2-135M-Instruct's config, tokenizer and chat template: the served model is that shape with random
 #              weights (the GGUF is 93 MB). Each request then runs to its max_tokens and its answer fails to parse (one
 #              repair request follows): the server's work per request is the real one, the proposals are not.
-# For the similarity encoder on ONNX Runtime (bench_build.py --similarity-backend onnx, its default), the wheels in
-# $ORT_WHL (default /tmp/ortwhl, put there by an earlier call: they do not fit beside the folder above) are installed
-# the same way: onnxruntime, and onnx with ml_dtypes, which torch's exporter needs to write the one export. Without them
-# the bench runs with torch (SIMILARITY_BACKEND chooses either).
+# For the similarity encoder on ONNX Runtime (bench_build.py --similarity-backend onnx, its default) the machine needs
+# onnxruntime, and onnx, which torch's exporter needs to write the one export; the lent H200 machine has both
+# installed (checked 2026-12-01). Where they are missing, wheels in $ORT_WHL (default /tmp/ortwhl, put there by an
+# earlier call: they do not fit beside the folder above) are installed the same way as the others (onnxruntime, onnx,
+# ml_dtypes). Without them the bench runs with torch (SIMILARITY_BACKEND chooses either).
 # Every step has its own `timeout`; everything is written under $OUT; the tables are printed at the end.
 set -o pipefail
 P=${1:-.gpu/ray16}
