@@ -430,3 +430,58 @@ def test_cheap_baselines_cut_inside_the_text():
         cuts = method.cut(method.prepare(text, "technical_docs"), 200)
         assert cuts == sorted(set(cuts)) and all(0 < c < len(text) for c in cuts), method.name
         assert cuts, method.name
+
+
+@pytest.mark.slow
+def test_three_head_ensemble_averages_the_probabilities_of_the_single_heads_its_seeds_train(tmp_path):
+    """A 3-head model (TrainConfig.heads) holds the heads that one-head runs with seeds 0, 1, 2 train, in one file, and
+    its probabilities (what decoding reads) are the mean of theirs, each loaded on its own."""
+    import shutil
+
+    from safetensors import safe_open
+
+    from semanticseg.segmenter.model import BoundaryNet, HeadEnsemble, Segmenter
+    from semanticseg.segmenter.train import TrainConfig, train
+    from semanticseg.segmenter.units import doc_units
+
+    instances = concat_instances(_docs(), per_category=6, passage_tokens=(60, 200), passages_per_instance=(3, 4))
+    write_splits(split_instances(instances), tmp_path / "data")
+    settings = {"data": str(tmp_path / "data"), "hidden": 16, "layers": 2, "epochs": 2, "device": "cpu", "voter_target_tokens": 0}
+    summary = train(TrainConfig(out=str(tmp_path / "ensemble"), heads=3, **settings))
+    assert [h["seed"] for h in summary["heads"]] == [0, 1, 2] and summary["epochs"] == [2, 2, 2]
+    singles = []
+    for seed in range(3):  # the ensemble's cached embeddings, so only the head trains
+        shutil.copytree(tmp_path / "ensemble" / "cache", tmp_path / f"seed{seed}" / "cache")
+        train(TrainConfig(out=str(tmp_path / f"seed{seed}"), seed=seed, **settings))
+        singles.append(Segmenter.load(tmp_path / f"seed{seed}"))
+    ensemble = Segmenter.load(tmp_path / "ensemble")
+    assert isinstance(ensemble.net, HeadEnsemble) and all(isinstance(s.net, BoundaryNet) for s in singles)
+    with safe_open(str(tmp_path / "ensemble" / "model.safetensors"), framework="numpy") as f:
+        assert {k.split(".")[1] for k in f.keys()} == {"0", "1", "2"}  # heads.<k>.<the one-head key>
+    text = instances[0].text
+    units = doc_units(text, instances[0].category)
+    single_probs = [s.probabilities(units) for s in singles]
+    assert not np.allclose(single_probs[0], single_probs[1])  # the seeds give different heads
+    np.testing.assert_allclose(ensemble.probabilities(units), np.mean(single_probs, axis=0), rtol=1e-6, atol=1e-7)
+    blocks = ensemble.segment(text, target_tokens=100)
+    assert "".join(b.text for b in blocks) == text and len(blocks) == round(units.n_tokens / 100)
+
+
+@pytest.mark.slow
+def test_a_config_written_before_ensembles_loads_as_one_head_with_the_keys_of_its_file(tmp_path):
+    """A folder as every model before ensembles wrote it (no "heads" in config.json, the one head's keys unprefixed):
+    the shipped model's, or its first head's if it is an ensemble."""
+    from safetensors.numpy import load_file, save_file
+
+    from semanticseg.segmenter.model import BoundaryNet, Segmenter, default_model_dir
+
+    raw = json.loads((default_model_dir() / "config.json").read_text())
+    weights = load_file(str(default_model_dir() / "model.safetensors"))
+    if raw.pop("heads", 1) > 1:
+        weights = {k.removeprefix("heads.0."): v for k, v in weights.items() if k.startswith("heads.0.")}
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    seg = Segmenter.load(tmp_path)
+    assert seg.config.heads == 1 and isinstance(seg.net, BoundaryNet) and set(seg.net.state_dict()) == set(weights)
+    text = pydoc_data.topics.topics["assignment"]
+    assert "".join(b.text for b in seg.segment(text, target_tokens=256)) == text

@@ -6,7 +6,8 @@ described by cheap features (candidate kind, length, blank line before, position
 the layout of its first line: heading, speaker or list marks, indentation, length); a stack of dilated
 convolutions reads the unit sequence (127 units around each, plus the document's mean state), so every
 boundary sees context on both sides across a 32k-token document in one call; a head scores each
-candidate from the units on either side of it and their similarity at several scales.
+candidate from the units on either side of it and their similarity at several scales. With config.heads > 1
+several such heads, trained apart, read the same embeddings and their probabilities are averaged (HeadEnsemble).
 `segment` turns the probabilities into cuts with `decode` (length prior + min/max constraints).
 """
 
@@ -65,6 +66,9 @@ class SegmenterConfig:
     # round(n_tokens / target), and a target outside the fitted ones gets round(n_tokens / target) blocks;
     # None: the fitted bias alone (the nearest fitted one beyond the table).
     bias_band: float | None = None
+    # A deep ensemble: this many heads trained apart (seeds seed, seed + 1, ...) on the same unit embeddings, their
+    # boundary probabilities averaged before decoding; configs written before it existed have one.
+    heads: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,6 +116,29 @@ class BoundaryNet(nn.Module):
         hidden = hidden + nn.functional.gelu(self.local(hidden.T.unsqueeze(0))[0].T)
         return self.out(hidden).squeeze(-1)
 
+    def probabilities(self, embeddings: torch.Tensor, features: torch.Tensor, voters: torch.Tensor) -> torch.Tensor:
+        """P(a block starts at candidate i), (units - 1,)."""
+        return torch.sigmoid(self(embeddings, features, voters))
+
+
+class HeadEnsemble(nn.Module):
+    """config.heads BoundaryNets trained apart; a candidate's probability is the mean of theirs (a deep ensemble,
+    Lakshminarayanan et al. 2017: one head's result depends on its seed, the average much less). Its weights are
+    saved per head (heads.0.*, heads.1.*, ...)."""
+
+    def __init__(self, config: SegmenterConfig, nets: list[BoundaryNet] | None = None) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(nets or [BoundaryNet(config) for _ in range(config.heads)])
+
+    def probabilities(self, embeddings: torch.Tensor, features: torch.Tensor, voters: torch.Tensor) -> torch.Tensor:
+        """The heads' mean P(a block starts at candidate i), (units - 1,)."""
+        return torch.stack([head.probabilities(embeddings, features, voters) for head in self.heads]).mean(0)
+
+
+def boundary_net(config: SegmenterConfig) -> BoundaryNet | HeadEnsemble:
+    """The network config describes: one head (the weights' keys as before ensembles existed) or an ensemble."""
+    return BoundaryNet(config) if config.heads == 1 else HeadEnsemble(config)
+
 
 def window_similarities(embeddings: torch.Tensor) -> torch.Tensor:
     """(units - 1, 2 * len(WIDTHS)): per scale w, the cosine between the mean of w units before and w units
@@ -147,6 +174,12 @@ def depth_scores(curves: torch.Tensor) -> torch.Tensor:
     return left_peaks(curves) + left_peaks(curves.flip(0)).flip(0) - 2 * curves
 
 
+def log_odds(probs: np.ndarray) -> np.ndarray:
+    """The decoding scores of boundary probabilities (of one head or the ensemble's mean), clipped off 0 and 1."""
+    probs = np.clip(probs, 1e-6, 1 - 1e-6)
+    return np.log(probs / (1 - probs))
+
+
 def decode_probabilities(token_offsets: list[int], n_tokens: int, probs: np.ndarray, target_tokens: int | None = 512,
                          min_tokens: int | None = None, max_tokens: int | None = None, threshold: float | None = None,
                          bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0,
@@ -154,8 +187,7 @@ def decode_probabilities(token_offsets: list[int], n_tokens: int, probs: np.ndar
     """Indices of the candidates (at token_offsets) to cut at: boundary log-odds decoded by `decode` (with a
     bias table, the target's fitted bias instead of a per-document block count, within bias_band of it when
     given: SegmenterConfig.bias_band)."""
-    probs = np.clip(probs, 1e-6, 1 - 1e-6)
-    scores = np.log(probs / (1 - probs))
+    scores = log_odds(probs)
     if threshold is not None:
         if not 0 < threshold < 1:
             raise ValueError("threshold must be between 0 and 1")
@@ -211,11 +243,11 @@ class Segmenter:
     """Load a trained segmenter and cut text into blocks: `Segmenter.load().segment(text, target_tokens=512)` (the
     shipped model) or `Segmenter.load(path)`."""
 
-    def __init__(self, config: SegmenterConfig, net: BoundaryNet | None = None, backend: str | None = None) -> None:
+    def __init__(self, config: SegmenterConfig, net: BoundaryNet | HeadEnsemble | None = None, backend: str | None = None) -> None:
         from semanticseg.segmenter.onnx_encoder import onnx_available
 
         self.config = config
-        self.net = (net or BoundaryNet(config)).eval()
+        self.net = (net or boundary_net(config)).eval()
         # The encoder on ONNX Runtime gives the same embeddings faster (onnx_encoder.py); torch without the fast extra.
         self.backend = backend or ("onnx" if onnx_available() else "torch")
 
@@ -266,7 +298,7 @@ class Segmenter:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return torch.sigmoid(self.net(*inputs)).numpy()
+            return self.net.probabilities(*inputs).numpy()
         finally:
             torch.set_num_threads(threads)
 

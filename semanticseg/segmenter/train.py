@@ -3,7 +3,9 @@
 The sentence encoder is frozen, so unit embeddings are computed once per split and cached beside the
 outputs (`cache/<split>.pt`; while embedding, the vectors so far in `cache/embeddings-*.sqlite`); only the
 small BoundaryNet trains, which is minutes on a CPU. Positives (candidates that are reference cuts) are rare,
-so the loss weights them by negatives / positives.
+so the loss weights them by negatives / positives. With TrainConfig.heads > 1 the heads are trained one after another
+with seeds seed, seed + 1, ... on the same cached embeddings, each with its own early stopping and checkpoint, and saved
+as one ensemble (model.HeadEnsemble) whose averaged probabilities are decoded.
 Early stopping and the kept weights follow the validation score the model is judged by, not the loss:
 validation documents are decoded at the reference mean block length and scored boundary F1 - Pk
 (the two can disagree, and a small validation set makes the loss a noisy proxy).
@@ -29,7 +31,7 @@ from semanticseg.metrics import boundary_f1, pk
 from semanticseg.schema import Instance
 from semanticseg.segmenter.data import load_splits
 from semanticseg.segmenter.decode import fit_bias
-from semanticseg.segmenter.model import BoundaryNet, Segmenter, SegmenterConfig, decode_probabilities
+from semanticseg.segmenter.model import BoundaryNet, HeadEnsemble, Segmenter, SegmenterConfig, decode_probabilities, log_odds
 from semanticseg.segmenter.units import EmbeddingStore, Units, doc_units
 
 
@@ -58,6 +60,7 @@ class TrainConfig:
     fit_bias: bool = False  # after training, fit a decoding bias per target on validation (SegmenterConfig.bias_by_target)
     prior_weight: float = 1.0  # the length prior's weight when decoding
     bias_band: float | None = None  # with fit_bias: SegmenterConfig.bias_band (the bias is fitted under it)
+    heads: int = 1  # SegmenterConfig.heads: heads trained with seeds seed, seed + 1, ..., their probabilities averaged
 
 
 # The settings a checkpoint must have been written with to be resumed (with the data, by its cache keys); epochs,
@@ -121,14 +124,14 @@ BIAS_TARGETS = (256, 512, 1024, 2048, 4096, 8192)
 MIN_FIT_DOCUMENTS = 20
 
 
-def _probabilities(net: BoundaryNet, items: list) -> list[np.ndarray]:
+def _probabilities(net: BoundaryNet | HeadEnsemble, items: list) -> list[np.ndarray]:
     import torch
 
     with torch.no_grad():  # as Segmenter.probabilities gives them
-        return [torch.sigmoid(net(e, f, v)).cpu().numpy() for e, f, v, _, _ in items]
+        return [net.probabilities(e, f, v).cpu().numpy() for e, f, v, _, _ in items]
 
 
-def validation_rows(net: BoundaryNet, items: list, target_tokens: float, tolerance: int = 20,
+def validation_rows(net: BoundaryNet | HeadEnsemble, items: list, target_tokens: float, tolerance: int = 20,
                     bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0,
                     bias_band: float | None = None) -> list[tuple[float, float]]:
     """(boundary F1, Pk) per document (token positions) when decoded at target_tokens, as evaluate scores them."""
@@ -139,14 +142,14 @@ def validation_rows(net: BoundaryNet, items: list, target_tokens: float, toleran
     return rows
 
 
-def validation_mean_block_tokens(net: BoundaryNet, items: list, target_tokens: float, bias_by_target: dict[str, float] | None = None,
+def validation_mean_block_tokens(net: BoundaryNet | HeadEnsemble, items: list, target_tokens: float, bias_by_target: dict[str, float] | None = None,
                                  prior_weight: float = 1.0, bias_band: float | None = None) -> float:
     """Total tokens / total blocks over items when decoded at target_tokens (how well the target is tracked)."""
     decoded = list(_decoded(net, items, target_tokens, bias_by_target, prior_weight, bias_band))
     return sum(n for _, n, _, _ in decoded) / sum(len(cuts) + 1 for *_, cuts in decoded)
 
 
-def _decoded(net: BoundaryNet, items: list, target_tokens: float, bias_by_target: dict[str, float] | None, prior_weight: float,
+def _decoded(net: BoundaryNet | HeadEnsemble, items: list, target_tokens: float, bias_by_target: dict[str, float] | None, prior_weight: float,
              bias_band: float | None) -> Any:
     """(candidate offsets, n_tokens, labels, cut token positions) per item, decoded as Segmenter.cut_indices does."""
     for (*_, labels, positions), probs in zip(items, _probabilities(net, items)):
@@ -156,7 +159,7 @@ def _decoded(net: BoundaryNet, items: list, target_tokens: float, bias_by_target
         yield offsets, n_tokens, labels, [offsets[i] for i in cuts]
 
 
-def validation_score(net: BoundaryNet, items: list, target_tokens: float, tolerance: int = 20,
+def validation_score(net: BoundaryNet | HeadEnsemble, items: list, target_tokens: float, tolerance: int = 20,
                      bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0,
                      bias_band: float | None = None) -> float:
     """Mean over documents of boundary F1 - Pk (validation_rows), the score early stopping and model choice use."""
@@ -164,14 +167,13 @@ def validation_score(net: BoundaryNet, items: list, target_tokens: float, tolera
     return float(np.mean([f1 - p for f1, p in rows]))
 
 
-def bias_table(net: BoundaryNet, items: list, prior_weight: float = 1.0, targets: tuple[int, ...] = BIAS_TARGETS,
+def bias_table(net: BoundaryNet | HeadEnsemble, items: list, prior_weight: float = 1.0, targets: tuple[int, ...] = BIAS_TARGETS,
                min_documents: int = MIN_FIT_DOCUMENTS, rounded: bool = False, band: float | None = None) -> dict[str, float]:
     """decode.fit_bias (with its `rounded` and `band`) on items (validation) at each of targets that min_documents of them
     are long enough for (3 blocks): SegmenterConfig.bias_by_target."""
     docs = []
     for (*_, positions), probs in zip(items, _probabilities(net, items)):
-        probs = np.clip(probs, 1e-6, 1 - 1e-6)
-        docs.append((positions[:-1].tolist(), int(positions[-1]), np.log(probs / (1 - probs)).tolist()))
+        docs.append((positions[:-1].tolist(), int(positions[-1]), log_odds(probs).tolist()))
     return {str(target): round(fit_bias(docs, target, prior_weight, rounded, band), 4) for target in targets
             if sum(n >= 3 * target for _, n, _ in docs) >= min_documents}
 
@@ -194,64 +196,25 @@ def _set_rng_state(state: dict[str, Any], device: str) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
-    """Train on config.data's train split, stop early on the validation score, save the best model to config.out."""
-    import torch
-
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "train_config.json", asdict(config))
-    random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
-    splits = load_splits(config.data)
-    if "train" not in splits or "validation" not in splits:
-        raise ValueError(f"{config.data}: needs train and validation splits, found {sorted(splits)}")
-    for extra in config.extra_data:
-        more = load_splits(extra)
-        for name in ("train", "validation"):
-            splits[name] = splits[name] + more.get(name, [])
-    if config.max_documents:
-        for name in ("train", "validation"):
-            if len(splits[name]) > config.max_documents:
-                keep = set(random.Random(config.seed).sample(range(len(splits[name])), config.max_documents))
-                splits[name] = [inst for k, inst in enumerate(splits[name]) if k in keep]
-    checkpoint = out / "checkpoint.pt"
-    saved = load_checkpoint(checkpoint) if checkpoint.exists() else None  # before the slow embedding: a bad file fails fast
-    seg = Segmenter(SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
-                                    max_unit_tokens=config.max_unit_tokens, encoding=config.encoding,
-                                    voter_target_tokens=config.voter_target_tokens, feature_set=config.feature_set))
-    # One store for both splits (the concatenation instances are passages of the authored ones, so most of their
-    # units are embedded once), on disk while embedding: a run interrupted there keeps what it embedded, and the rerun
-    # embeds the rest in the batches an uninterrupted run would (the encoder's low bits depend on the batch). Named by
-    # the data, so a store left by other data never changes the batches; removed once both splits are cached.
-    keys = {"train data": cache_key(splits["train"], seg.config), "validation data": cache_key(splits["validation"], seg.config)}
-    # A checkpoint resumes only the run that wrote it: other data or settings would give a model of neither.
-    run = {**keys, **{name: getattr(config, name) for name in RESUME_SETTINGS}}
+def _check_resumes(checkpoint: Path, saved: dict | None, run: dict) -> None:
+    """UserError unless saved (checkpoint's contents, None: none) was written by this run's data and settings."""
     if saved is not None and saved.get("run", run) != run:
         changed = ", ".join(name for name in run if saved["run"].get(name) != run[name])
         raise UserError(f"{checkpoint}: written by a run with other {changed}; rerun with those to resume, or delete it to start over")
-    store_path = out / "cache" / f"embeddings-{fingerprint(keys)}.sqlite"
-    store = EmbeddingStore(store_path)
-    train_items = prepare(splits["train"], seg, out / "cache" / "train.pt", progress, store)
-    val_items = prepare(splits["validation"], seg, out / "cache" / "validation.pt", progress, store)
-    store.db.close()
-    store_path.unlink()
-    if device == "cpu":
-        # After embedding (the encoder's large matrix products use every core): the head's operations are
-        # small, intra-op threads mostly wait for each other, and on a shared 2-core machine an epoch took
-        # 30x longer with 2 threads than with 1 (measured).
-        torch.set_num_threads(1)
-    if not train_items or not val_items:
-        raise ValueError(f"{config.data}: the train and validation splits need documents with candidate cuts")
-    seg.config.embed_dim = int(train_items[0][0].shape[1])
-    net = BoundaryNet(seg.config).to(device)
-    train_items = [tuple(t.to(device) for t in item) for item in train_items]
-    val_items = [tuple(t.to(device) for t in item) for item in val_items]
-    positives = sum(float(y.sum()) for *_, y, _ in train_items)
-    negatives = sum(len(y) for *_, y, _ in train_items) - positives
-    # The reference mean block length on validation: the granularity evaluate tunes every method to.
-    reference_mean = sum(int(p[-1]) for *_, p in val_items) / sum(int(y.sum()) + 1 for *_, y, _ in val_items)
-    pos_weight = torch.tensor(negatives / max(positives, 1.0), device=device)
+
+
+def _train_head(config: TrainConfig, seed: int, seg_config: SegmenterConfig, items: tuple[list, list], pos_weight: Any,
+                reference_mean: float, resume: tuple[Path, dict | None, dict], device: str, progress: Any, name: str) -> tuple[Any, dict]:
+    """One head trained with seed on items (train, validation), stopped early on the validation score; resume is
+    (the checkpoint written each epoch, its contents to resume from or None, the run it belongs to). Returns the head
+    with the best epoch's weights and the training state (epochs, best score, history)."""
+    import torch
+
+    train_items, val_items = items
+    checkpoint, saved, run = resume
+
+    torch.manual_seed(seed)  # the head's initial weights and dropout draws
+    net = BoundaryNet(seg_config).to(device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = {"epoch": 0, "best_score": -float("inf"), "best_state": None, "bad_epochs": 0, "history": []}
     if saved is not None:
@@ -259,9 +222,9 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
         state = saved["state"]
         if "rng" in saved:  # checkpoints from before it was kept resume without it (not bit for bit)
             _set_rng_state(saved["rng"], device)
-    task = progress.add_task("train", total=config.epochs, completed=state["epoch"], info="") if progress else None
+    task = progress.add_task(name, total=config.epochs, completed=state["epoch"], info="") if progress else None
     order = list(range(len(train_items)))
-    rng = random.Random(config.seed)
+    rng = random.Random(seed)
     for _ in range(state["epoch"]):  # replay the finished epochs' shuffles: a resumed run sees the same data order
         rng.shuffle(order)
     batches = range(0, len(order), 8)  # mini-batches of 8 documents
@@ -290,16 +253,92 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
         if progress:
             progress.update(task, completed=state["epoch"], info=f"val F1-Pk {val_score:.3f} (best {state['best_score']:.3f}), loss {val_loss:.3f}")
     net.load_state_dict(state["best_state"])
-    seg.net = net.cpu().eval()
+    return net, state
+
+
+def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
+    """Train on config.data's train split, stop early on the validation score, save the best model to config.out."""
+    import torch
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "train_config.json", asdict(config))
+    random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+    splits = load_splits(config.data)
+    if "train" not in splits or "validation" not in splits:
+        raise ValueError(f"{config.data}: needs train and validation splits, found {sorted(splits)}")
+    for extra in config.extra_data:
+        more = load_splits(extra)
+        for name in ("train", "validation"):
+            splits[name] = splits[name] + more.get(name, [])
+    if config.max_documents:
+        for name in ("train", "validation"):
+            if len(splits[name]) > config.max_documents:
+                keep = set(random.Random(config.seed).sample(range(len(splits[name])), config.max_documents))
+                splits[name] = [inst for k, inst in enumerate(splits[name]) if k in keep]
+    checkpoint = out / "checkpoint.pt"
+    saved = load_checkpoint(checkpoint) if checkpoint.exists() else None  # before the slow embedding: a bad file fails fast
+    seg = Segmenter(SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
+                                    max_unit_tokens=config.max_unit_tokens, encoding=config.encoding,
+                                    voter_target_tokens=config.voter_target_tokens, feature_set=config.feature_set, heads=config.heads))
+    # One store for both splits (the concatenation instances are passages of the authored ones, so most of their
+    # units are embedded once), on disk while embedding: a run interrupted there keeps what it embedded, and the rerun
+    # embeds the rest in the batches an uninterrupted run would (the encoder's low bits depend on the batch). Named by
+    # the data, so a store left by other data never changes the batches; removed once both splits are cached.
+    keys = {"train data": cache_key(splits["train"], seg.config), "validation data": cache_key(splits["validation"], seg.config)}
+    # A checkpoint resumes only the run that wrote it: other data or settings would give a model of neither.
+    run = {**keys, **{name: getattr(config, name) for name in RESUME_SETTINGS}}
+    _check_resumes(checkpoint, saved, run)
+    store_path = out / "cache" / f"embeddings-{fingerprint(keys)}.sqlite"
+    store = EmbeddingStore(store_path)
+    train_items = prepare(splits["train"], seg, out / "cache" / "train.pt", progress, store)
+    val_items = prepare(splits["validation"], seg, out / "cache" / "validation.pt", progress, store)
+    store.db.close()
+    store_path.unlink()
+    if device == "cpu":
+        # After embedding (the encoder's large matrix products use every core): the head's operations are
+        # small, intra-op threads mostly wait for each other, and on a shared 2-core machine an epoch took
+        # 30x longer with 2 threads than with 1 (measured).
+        torch.set_num_threads(1)
+    if not train_items or not val_items:
+        raise ValueError(f"{config.data}: the train and validation splits need documents with candidate cuts")
+    seg.config.embed_dim = int(train_items[0][0].shape[1])
+    train_items = [tuple(t.to(device) for t in item) for item in train_items]
+    val_items = [tuple(t.to(device) for t in item) for item in val_items]
+    positives = sum(float(y.sum()) for *_, y, _ in train_items)
+    negatives = sum(len(y) for *_, y, _ in train_items) - positives
+    # The reference mean block length on validation: the granularity evaluate tunes every method to.
+    reference_mean = sum(int(p[-1]) for *_, p in val_items) / sum(int(y.sum()) + 1 for *_, y, _ in val_items)
+    pos_weight = torch.tensor(negatives / max(positives, 1.0), device=device)
+    heads = []
+    for k in range(seg.config.heads):
+        # Head k is the model a one-head run with seed + k trains (the same data, draws and early stopping), with its
+        # own checkpoint: a resumed ensemble skips the heads already done.
+        path = checkpoint if k == 0 else out / f"checkpoint-head{k}.pt"
+        head_saved = saved if k == 0 else (load_checkpoint(path) if path.exists() else None)
+        head_run = run | {"seed": config.seed + k}
+        _check_resumes(path, head_saved, head_run)
+        task = "train" if seg.config.heads == 1 else f"train head {k + 1}/{seg.config.heads}"
+        heads.append(_train_head(config, config.seed + k, seg.config, (train_items, val_items), pos_weight, reference_mean,
+                                 (path, head_saved, head_run), device, progress, task))
+    nets = [net.cpu().eval() for net, _ in heads]
+    seg.net = nets[0] if len(nets) == 1 else HeadEnsemble(seg.config, nets).eval()
     seg.config.prior_weight = config.prior_weight
     seg.config.bias_band = config.bias_band
+    cpu_val_items = [tuple(x.cpu() for x in item) for item in val_items]
     if config.fit_bias:
-        seg.config.bias_by_target = bias_table(seg.net, [tuple(x.cpu() for x in item) for item in val_items], config.prior_weight,
-                                               band=config.bias_band)  # fitted as it will decode: under the band
+        seg.config.bias_by_target = bias_table(seg.net, cpu_val_items, config.prior_weight, band=config.bias_band)  # fitted as it will decode: under the band
     seg.save(out)
-    n_params = sum(p.numel() for p in net.parameters())
-    summary = {"epochs": state["epoch"], "best_val_score": state["best_score"], "history": state["history"], "device": device,
-               "train_documents": len(train_items), "validation_documents": len(val_items), "pos_weight": float(pos_weight),
-               "head_parameters": n_params, "data": str(config.data)}
+    n_params = sum(p.numel() for p in seg.net.parameters())
+    records = [{"seed": config.seed + k, "epochs": state["epoch"], "best_val_score": state["best_score"], "history": state["history"]}
+               for k, (_, state) in enumerate(heads)]
+    if len(heads) == 1:
+        summary = {key: records[0][key] for key in ("epochs", "best_val_score", "history")}
+    else:  # each head's record, and the score of their averaged probabilities (what ships)
+        summary = {"heads": records, "epochs": [r["epochs"] for r in records],
+                   "best_val_score": validation_score(seg.net, cpu_val_items, reference_mean)}
+    summary |= {"device": device, "train_documents": len(train_items), "validation_documents": len(val_items), "pos_weight": float(pos_weight),
+                "head_parameters": n_params, "data": str(config.data)}
     write_json(out / "training.json", summary)
     return summary
