@@ -18,7 +18,7 @@ training record as one that was not (bit for bit on CPU; on a GPU as far as its 
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +214,10 @@ def _train_head(config: TrainConfig, seed: int, seg_config: SegmenterConfig, ite
     checkpoint, saved, run = resume
 
     torch.manual_seed(seed)  # the head's initial weights and dropout draws
+    # A one-head run (every run before ensembles) drew its weights after the untrained net of train()'s Segmenter had
+    # drawn its own (with the default embed_dim): drawn here too, so that a one-head model trains to the bytes it did
+    # and head k of an ensemble is the one-head model of seed + k.
+    BoundaryNet(replace(seg_config, embed_dim=SegmenterConfig.embed_dim, heads=1))
     net = BoundaryNet(seg_config).to(device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = {"epoch": 0, "best_score": -float("inf"), "best_state": None, "bad_epochs": 0, "history": []}
