@@ -5,7 +5,7 @@ only (the test splits are scored once, by evaluate, after the choice).
     python bench/choose_ensemble.py --base runs/layout_build1 --out runs/choose-ensemble                      # score
 
 The rule, written and committed before any score of an ensemble was seen: the candidates are the shipped recipe
-(build_default_segmenter.RECIPE: layout features, 8 epochs, patience 4) as one head at seeds 0, 1 and 2, and the same
+(build_default_segmenter.RECIPE as it was then: layout features, 8 epochs, patience 4) as one head at seeds 0, 1 and 2, and the same
 recipe as an ensemble of 3 heads (TrainConfig.heads 3, the heads' probabilities averaged) at seed groups {0, 1, 2},
 {3, 4, 5} and {6, 7, 8}; each of the two also decoded with the length prior's weight 0.3 instead of 1.0. All four
 keep the plain decoding (every document gets round(n_tokens / target) blocks, so granularity holds by construction;
@@ -21,7 +21,8 @@ each of its three seeds or groups.
 Every head trains on the build's cached unit embeddings (--base's cache/{train,validation}.pt, copied into each
 group's folder after their cache key is checked against RECIPE, so nothing is embedded again). The one-head
 candidates are the heads of group {0, 1, 2}: head k of an ensemble is the model a one-head run with seed + k trains
-(checked here for seed 0 against the shipped head).
+(checked here for seed 0 against the shipped head). The heads train with RECIPE's early stopping; the prior weight
+is a decoding setting, applied when scoring.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _train_group(args: argparse.Namespace, seed: int, splits: dict[str, list]) -
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(_checked_cache(args.base, split, instances), target)
     train(TrainConfig(data=str(args.data / "authored"), extra_data=[str(args.data / "concat")], out=str(out),
-                      **(RECIPE | {"heads": HEADS, "seed": seed})))
+                      **(RECIPE | {"heads": HEADS, "seed": seed, "prior_weight": 1.0})))
 
 
 def _row(net: torch.nn.Module, parts: dict[str, list], target: float, categories: list[str], prior: float) -> dict:

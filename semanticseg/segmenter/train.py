@@ -339,9 +339,10 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
                for k, (_, state) in enumerate(heads)]
     if len(heads) == 1:
         summary = {key: records[0][key] for key in ("epochs", "best_val_score", "history")}
-    else:  # each head's record, and the score of their averaged probabilities (what ships)
+    else:  # each head's record, and the score of their averaged probabilities decoded as the model will decode them
         summary = {"heads": records, "epochs": [r["epochs"] for r in records],
-                   "best_val_score": validation_score(seg.net, cpu_val_items, reference_mean)}
+                   "best_val_score": validation_score(seg.net, cpu_val_items, reference_mean, bias_by_target=seg.config.bias_by_target,
+                                                      prior_weight=config.prior_weight, bias_band=config.bias_band)}
     summary |= {"device": device, "train_documents": len(train_items), "validation_documents": len(val_items), "pos_weight": float(pos_weight),
                 "head_parameters": n_params, "data": str(config.data)}
     write_json(out / "training.json", summary)
