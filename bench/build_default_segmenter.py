@@ -38,8 +38,13 @@ RECIPE = {
     "lr": 1e-3,
     "weight_decay": 0.1,
     "epochs": 8,  # the validation choice among the decodings that keep granularity (docs/segmenter_choices.md)
-    "patience": 4,  # early stopping on the validation score keeps the best epoch
+    "patience": 4,  # early stopping on the validation score keeps each head's best epoch
     "seed": 0,
+    # A deep ensemble: heads trained with seeds 0, 1, 2, their probabilities averaged, decoded with the length prior at
+    # weight 0.3 (still round(n_tokens / target) blocks per document): the validation choice of
+    # bench/choose_ensemble.py (docs/segmenter_choices.md); one head's result was its seed's.
+    "heads": 3,
+    "prior_weight": 0.3,
     "device": "cpu",
 }
 SHIPPED = ("config.json", "model.safetensors", "training.json", "train_config.json")
