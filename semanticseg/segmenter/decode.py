@@ -117,13 +117,19 @@ def decode(
     if fewest <= len(cuts) <= most:
         return cuts
     want = fewest if len(cuts) < fewest else most
+
+    def miss(k: int) -> tuple[bool, int]:
+        # The count can jump past the edge as the bias moves (a few cuts appear at once): a count inside the band
+        # beats a nearer one outside it, then the nearer to the edge wins.
+        return not fewest <= k <= most, abs(k - want)
+
     # More bias, more cuts: bisect the bias until the count is right (or the interval is tiny).
     lo_b, hi_b = (bias - 64.0, bias) if len(cuts) > want else (bias, bias + 64.0)
     best = cuts
     for _ in range(14):
         mid = (lo_b + hi_b) / 2
         trial = run(mid)
-        if abs(len(trial) - want) < abs(len(best) - want):
+        if miss(len(trial)) < miss(len(best)):
             best = trial
         if len(trial) == want:
             return trial
