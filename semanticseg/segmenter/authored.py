@@ -285,7 +285,7 @@ def fresh_sources(root: Path | None = None) -> tuple[AuthoredSource, ...]:
     bsd_django, mit_sqla = "BSD-3-Clause (Django documentation, PyPI django 5.2.19 sdist)", "MIT (SQLAlchemy documentation, PyPI sqlalchemy 2.0.44 sdist)"
     return (
         src("fresh-r-vignettes", "academic", "tex", root / "deb", ["r-cran-*/usr/lib/R/site-library/*/doc/*.Rnw"],
-            "GPL-2 or GPL-3 (R package vignettes, Debian r-cran-* packages: JSS papers and package guides)"),
+            "GPL-2, GPL-2-or-later or GPL-3, each package's own (R package vignettes, Debian r-cran-* packages: JSS papers and package guides)"),
         src("fresh-scancode-licences", "legal", "numbered", root / "pypi" / "scancode-toolkit-mini" / "licensedcode" / "data" / "licenses",
             ["*.LICENSE"], "Each licence's own terms (licence texts collected in ScanCode's data, CC-BY-4.0; PyPI scancode-toolkit-mini 32.5.0)",
             r"/([a-z0-9]+)[^/]*\.LICENSE$", format="front_matter", exclude=_COMMON_LICENCES),  # a licence family (cc-*, eupl-*) is a group
