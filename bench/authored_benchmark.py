@@ -14,18 +14,30 @@ it is drawn after authored/ and concat/ with its own seeded generators, so those
 authored/ and concat/): a second test split drawn last, from the source groups that no other split (nor long/) uses, with
 the same caps per category and per group (semanticseg.segmenter.authored.fresh_instances), so the splits above do not
 change; the test split was used to compare several variants, fresh_test is for one scoring of the one chosen on
-validation. Seeded: the same command writes the same files.
+validation. `bash scripts/install_corpus.sh --fresh` adds held-out packages that only fresh_test reads
+(semanticseg.segmenter.authored.fresh_sources: R vignettes, licence texts, Django and SQLAlchemy docs, FAQs, two
+documentation websites), so it covers more categories; without them it holds the unused groups alone. Seeded: the same
+command writes the same files.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
 from semanticseg.schema import Document, Instance
-from semanticseg.segmenter.authored import authored_instances, fresh_instances, long_instances, split_by_group
+from semanticseg.segmenter.authored import (
+    authored_instances,
+    drop_repeats,
+    fresh_instances,
+    fresh_root,
+    fresh_sources,
+    long_instances,
+    split_by_group,
+)
 from semanticseg.segmenter.data import concat_instances, write_splits
 
 FRESH = "fresh_test"  # the held-out split of unused source groups (semanticseg.segmenter.authored.fresh_instances)
@@ -38,6 +50,23 @@ def _concat(items: list[Instance], per_category: int, split: str, seed: int) -> 
     for inst in out:
         inst.id = f"{inst.id}-{split}"
     return out
+
+
+def _fresh_source_pool(seed: int) -> list[Instance]:
+    """Every document of the held-out sources (authored.fresh_sources) but those repeating a training source's text
+    (authored.drop_repeats), none when `install_corpus.sh --fresh` has not
+    been run (fresh_test then holds only the corpus's unused groups, as the summary's fresh_sources says)."""
+    from semanticseg.commands.common import progress_bar
+    from semanticseg.sources.offline import SourceMissing
+
+    if not fresh_root().is_dir():
+        print(f"{fresh_root()} is missing: fresh_test gets no held-out sources (bash scripts/install_corpus.sh --fresh)", file=sys.stderr)
+        return []
+    try:
+        with progress_bar() as progress:
+            return drop_repeats(authored_instances(fresh_sources(), per_category=None, per_group=None, seed=seed, progress=progress))
+    except SourceMissing as err:
+        raise SystemExit(f"{err}\nthe fresh corpus in {fresh_root()} is incomplete: run bash scripts/install_corpus.sh --fresh") from None
 
 
 def write_benchmark(out: Path, per_category: int = 80, per_group: int = 4, concat_per_category: int = 12, seed: int = 0) -> dict:
@@ -56,8 +85,10 @@ def write_benchmark(out: Path, per_category: int = 80, per_group: int = 4, conca
         pool = authored_instances(per_category=None, per_group=None, seed=seed, progress=progress)
     long = long_instances(pool, splits, seed=seed)
     write_splits(long, out / "long")
-    # Drawn last, from the groups none of the above uses, so the splits above stay as they were.
-    fresh = {FRESH: fresh_instances(pool, [*splits.values(), *long.values()], per_category, per_group, seed)}
+    # Drawn last, from the groups none of the above uses, so the splits above stay as they were; with the held-out
+    # packages when installed (their groups are in no split by construction: only this draw reads them).
+    fresh_pool = pool + _fresh_source_pool(seed)
+    fresh = {FRESH: fresh_instances(fresh_pool, [*splits.values(), *long.values()], per_category, per_group, seed)}
     write_splits(fresh, out / "authored")
     concat_fresh = {FRESH: _concat(fresh[FRESH], concat_per_category, FRESH, seed)}
     write_splits(concat_fresh, out / "concat")
@@ -67,6 +98,7 @@ def write_benchmark(out: Path, per_category: int = 80, per_group: int = 4, conca
                       "categories": dict(sorted(Counter(i.category for i in items).items()))} for name, items in parts.items()}
         for kind, parts in (("authored", splits), ("concat", concat), ("long", long))
     }
+    summary["fresh_sources"] = sorted({i.source.split(":")[0] for i in fresh[FRESH]} - {i.source.split(":")[0] for i in pool})
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

