@@ -19,6 +19,16 @@ from semanticseg.io import atomic_path, write_json
 from semanticseg.segmenter.evaluate import markdown, wins
 
 
+def _scored(run: Path) -> tuple[str, str] | None:
+    """(data folder as benchmark/part, split) an evaluate run scored, from its eval_config.json (None for a merged run,
+    which has none)."""
+    path = run / "eval_config.json"
+    if not path.exists():
+        return None
+    config = json.loads(path.read_text())
+    return "/".join(Path(config["data"]).parts[-2:]), config["split"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("segmenter", type=Path, help="the evaluate run whose segmenter row is compared")
@@ -27,6 +37,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.out and len(args.others) != 1:
         parser.error("--out takes one other run")
+    mine_config = _scored(args.segmenter)
+    for run in args.others:  # a count against another split's baselines would look valid and mean nothing
+        if None not in (theirs := _scored(run), mine_config) and theirs != mine_config:
+            parser.error(f"{run} scored {theirs}, {args.segmenter} scored {mine_config}: not the same data and split")
     scored = json.loads((args.segmenter / "results.json").read_text())
     mine = scored["methods"]["segmenter"]
     print(f"{args.segmenter}: Pk {mine['overall']['pk']:.3f}, WindowDiff {mine['overall']['windowdiff']:.3f}, F1 {mine['overall']['f1']:.3f}")
