@@ -82,7 +82,7 @@ from build_default_segmenter import RECIPE  # noqa: E402
 from semanticseg.io import atomic_path  # noqa: E402
 from semanticseg.segmenter.baselines import get_methods  # noqa: E402
 from semanticseg.segmenter.data import load_splits  # noqa: E402
-from semanticseg.segmenter.evaluate import mean_block_tokens, score, tune  # noqa: E402
+from semanticseg.segmenter.evaluate import beats, mean_block_tokens, score, tune  # noqa: E402
 from semanticseg.segmenter.model import Segmenter, SegmenterConfig  # noqa: E402
 from semanticseg.segmenter.train import (  # noqa: E402
     MIN_FIT_DOCUMENTS,
@@ -176,6 +176,11 @@ def _by_category(rows: list[tuple[float, float]], categories: list[str]) -> dict
         mine = [r for r, c in zip(rows, categories) if c == cat]
         out[cat] = {"pk": sum(p for _, p in mine) / len(mine), "f1": sum(f for f, _ in mine) / len(mine), "documents": len(mine)}
     return out
+
+
+def _categories_won(mine: dict[str, dict[str, float]], baselines: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """The categories (sorted) where mine (_by_category) beats every baseline's on both Pk and F1 (evaluate's rule)."""
+    return [c for c in sorted(mine) if all(beats(mine[c], b[c]) for b in baselines.values())]
 
 
 def _baselines_by_category(names: list[str], validation: list) -> dict[str, dict[str, dict[str, float]]]:
@@ -298,7 +303,7 @@ def main() -> None:
         cells = [f"{m[cat]['pk']:.3f} / {m[cat]['f1']:.3f}" for m in [*baselines.values(), *per_category.values()]]
         print(f"| {cat} ({per_category['base'][cat]['documents']}) | " + " | ".join(cells) + " |")
     for name, mine in per_category.items():
-        won = [c for c in cats if all(mine[c]["pk"] < b[c]["pk"] and mine[c]["f1"] > b[c]["f1"] for b in baselines.values())]
+        won = _categories_won(mine, baselines)
         print(f"{name}: beats {', '.join(baselines)} on both in {len(won)} of {len(cats)} categories ({', '.join(won)})")
 
 

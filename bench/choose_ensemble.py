@@ -39,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from build_default_segmenter import RECIPE  # noqa: E402
-from choose_default_segmenter import _baselines_by_category, _by_category, _reference_mean  # noqa: E402
+from choose_default_segmenter import _baselines_by_category, _by_category, _categories_won, _reference_mean  # noqa: E402
 
 from semanticseg.segmenter.data import load_splits  # noqa: E402
 from semanticseg.segmenter.model import Segmenter, SegmenterConfig  # noqa: E402
@@ -123,8 +123,7 @@ def main() -> None:
     cats = sorted(set(categories))
     for runs in results.values():
         for r in runs.values():
-            mine = r["per_category"]
-            r["won"] = [c for c in cats if all(mine[c]["pk"] < b[c]["pk"] and mine[c]["f1"] > b[c]["f1"] for b in baselines.values())]
+            r["won"] = _categories_won(r["per_category"], baselines)
     means = {name: statistics.mean(r["all"] for r in runs.values()) for name, runs in results.items()}
     best = max(means, key=means.get)
     (args.out / "choice.json").write_text(json.dumps({"results": results, "means": means, "chosen": best, "baselines": baselines}, indent=2))

@@ -160,16 +160,17 @@ def evaluate(config: SegmenterEvalConfig, progress: Any = None) -> dict[str, Any
     return results
 
 
+def beats(part: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether scores part ({"pk", "f1", ...}) beat other's on both: lower Pk and higher boundary F1."""
+    return part["pk"] < other["pk"] and part["f1"] > other["f1"]
+
+
 def wins(results: dict[str, Any]) -> dict[str, Any]:
     """Where the segmenter beats every baseline on both Pk (lower) and boundary F1 (higher)."""
     methods = results["methods"]
     if "segmenter" not in methods:
         return {}
     others = [m for m in methods if m != "segmenter"]
-
-    def beats(part: dict[str, Any], other: dict[str, Any]) -> bool:
-        return part["pk"] < other["pk"] and part["f1"] > other["f1"]
-
     seg = methods["segmenter"]
     cats = sorted(seg["categories"])
     won = [c for c in cats if all(beats(seg["categories"][c], methods[o]["categories"][c]) for o in others)]
