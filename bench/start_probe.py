@@ -16,7 +16,6 @@ the similarity actors.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -52,8 +51,9 @@ def _run(code: str) -> str:
 
 def imports(at_once: int, top: int) -> None:
     from semanticseg.annotators import get_annotator
+    from semanticseg.segmenter.onnx_encoder import onnx_available
 
-    onnx = importlib.util.find_spec("onnxruntime") is not None
+    onnx = onnx_available()  # onnxruntime to run and onnx to export, as the backend needs
     if onnx:
         get_annotator("similarity", backend="onnx").provision()  # the export, as a build's driver makes it
     for i in range(2):
