@@ -140,6 +140,41 @@ def test_banded_bias_decoding_of_real_text_stays_in_the_band_and_beyond_the_fitt
         assert blocks == max(round(units[longest].n_tokens / target), 1), (target, blocks)
 
 
+def test_count_scale_multiplies_the_block_count():
+    rng = random.Random(2)
+    n = 20_000
+    offsets = list(range(30, n, 30))
+    scores = [rng.uniform(-3, 3) for _ in offsets]
+    for target, scale in ((512, 2.0), (1024, 0.5), (2048, 1.37)):
+        cuts = decode(offsets, n, scores, target_tokens=target, prior_weight=0.3, count_scale=scale)
+        assert len(cuts) + 1 == round(n * scale / target), (target, scale)
+
+
+def test_section_count_fitted_on_real_text_keeps_the_mean_on_target_and_gives_sectioned_documents_more_blocks():
+    from semanticseg.segmenter.decode import fit_section_count, section_scale
+    from semanticseg.segmenter.model import Segmenter
+    from semanticseg.segmenter.units import doc_units
+
+    seg = Segmenter.load()
+    texts = [d.text for d in _docs()[:6]]
+    units = [doc_units(t, "technical_docs") for t in texts]
+    probs = [seg.probabilities(u) for u in units]
+    table = fit_section_count([(p, u.n_tokens) for u, p in zip(units, probs)], threshold=0.9, floor=1.0)
+    scales = [section_scale(p, u.n_tokens, **table) for u, p in zip(units, probs)]
+    # The scale averages 1 over the documents' tokens; the floor keeps the sparsest at the same share of it.
+    assert abs(sum(s * u.n_tokens for s, u in zip(scales, units)) / sum(u.n_tokens for u in units) - 1) < 1e-4  # the stored numbers are rounded
+    assert min(scales) == pytest.approx(table["floor"]) and max(scales) > 1.2 * min(scales)
+    seg.config.prior_weight, seg.config.section_count = 0.3, table
+    for target in (256, 512, 1024):
+        blocks = [len(seg.cut_indices(u, p, target)) + 1 for u, p in zip(units, probs)]
+        total = sum(u.n_tokens for u in units)
+        assert abs(total / sum(blocks) - target) / target < 0.05, (target, total / sum(blocks))
+        wanted = [max(round(u.n_tokens * s / target), 1) for u, s in zip(units, scales)]
+        assert all(abs(b - w) <= 1 for b, w in zip(blocks, wanted)), (blocks, wanted)  # the bisection may miss by one
+        densest = max(range(len(units)), key=lambda k: scales[k])
+        assert blocks[densest] > round(units[densest].n_tokens / target)  # its own sections: more than a fixed length gives
+
+
 @pytest.mark.slow
 def test_length_neutral_bias_gives_real_text_the_block_count_of_per_document_calibration():
     from semanticseg.segmenter.decode import fit_bias
@@ -252,7 +287,10 @@ def test_tiny_segmenter_trains_resumes_and_round_trips(tmp_path):
     assert first["epochs"] == 2 and (tmp_path / "model" / "model.safetensors").exists()
     # Resume: more epochs continue from the checkpoint instead of starting over.
     config.epochs = 3
+    config.section_threshold = 0.5  # a decoding setting: fitted on validation after training, resuming is unaffected
     assert [h["epoch"] for h in train(config)["history"]] == [1, 2, 3]
+    section = json.loads((tmp_path / "model" / "config.json").read_text())["section_count"]
+    assert section["threshold"] == 0.5 and section["density"] > 0 and 0 < section["floor"] <= 1
     # Other settings would train a model of neither run: refused in one line, before the slow embedding.
     with pytest.raises(UserError, match="checkpoint.pt: written by a run with other hidden, lr; .* delete it"):
         train(dataclasses.replace(config, hidden=32, lr=0.01))

@@ -14,6 +14,10 @@ bisection until the document has round(n_tokens / target) blocks, or as close as
 With a band, a given bias (e.g. one fitted on a corpus, `fit_bias`) decides the block count as long as
 that count stays within the band around round(n_tokens / target); outside it the bisection moves the bias
 to the band's nearer edge, so no document drifts far from the target whatever its scores.
+
+With a count scale the block count is round(n_tokens / target * count_scale) instead: `section_scale` gives it
+from a document's own sections (the cuts the model is sure of), `fit_section_count` fits its two numbers so
+that a corpus's mean block length stays on target.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ def decode(
     calibrate: bool = True,
     bias: float = 0.0,
     band: float = 0.0,
+    count_scale: float = 1.0,
 ) -> list[int]:
     """Indices of the candidates to cut at.
 
@@ -89,7 +94,8 @@ def decode(
     a boundary log-odds; positive = worth a cut on its own); bias is added to every score. With
     target_tokens, blocks are pulled towards that length and (calibrate=True) the block count k is kept
     within want * (1 - band) <= k <= want * (1 + band), want = max(round(n_tokens / target_tokens), 1):
-    band 0 gives exactly want blocks; a count at `bias` inside the band is kept as it is. With
+    band 0 gives exactly want blocks; a count at `bias` inside the band is kept as it is. count_scale
+    divides the target of the count and of the length prior (`section_scale`). With
     target_tokens=None only the scores and the constraints decide. max_tokens defaults to 4 x
     target_tokens (no bound without a target); min_tokens defaults to 1.
     """
@@ -101,16 +107,18 @@ def decode(
         return []
     pos = np.array([0, *token_offsets, n_tokens], dtype=np.float64)
     base = np.array([0.0, *scores, 0.0])
+    # A scaled count pulls the blocks towards the length it implies (the bounds stay the caller's).
+    length = target_tokens / count_scale if target_tokens else None
 
     def run(b: float) -> list[int]:
         gains = base + b
         gains[0] = gains[-1] = 0.0
-        return [i - 1 for i in _dp(pos, gains, target_tokens, low, high, prior_weight)]
+        return [i - 1 for i in _dp(pos, gains, length, low, high, prior_weight)]
 
     cuts = run(bias)
-    if not (target_tokens and calibrate):
+    if not (length and calibrate):
         return cuts
-    blocks = max(round(n_tokens / target_tokens), 1)
+    blocks = max(round(n_tokens / length), 1)
     # Cut counts allowed by the band (the epsilon keeps an exact edge such as 10 * 1.1 inside it).
     fewest = max(math.ceil(blocks * (1 - band) - 1e-9), 1) - 1
     most = max(math.floor(blocks * (1 + band) + 1e-9), 1) - 1
@@ -135,6 +143,27 @@ def decode(
             return trial
         lo_b, hi_b = (mid, hi_b) if len(trial) < want else (lo_b, mid)
     return best
+
+
+def section_scale(probs: np.ndarray, n_tokens: int, threshold: float, density: float, floor: float) -> float:
+    """How many times round(n_tokens / target) blocks a document gets when its block count follows its own sections:
+    its density of sure cuts (candidates with P(boundary) > threshold, plus one for its first block, per token) over
+    `density`, a corpus's, but never under `floor` (a document whose sections do not show keeps about the count a
+    fixed block length gives it). Both numbers come from `fit_section_count`."""
+    return max(floor, (int((np.asarray(probs) > threshold).sum()) + 1) / max(n_tokens, 1) / density)
+
+
+def fit_section_count(documents: Sequence[tuple[np.ndarray, int]], threshold: float, floor: float) -> dict[str, float]:
+    """SegmenterConfig.section_count for documents (probabilities, n_tokens), e.g. a validation split: the pooled
+    density of sure cuts and the floor (as a share of it), rescaled together so that `section_scale` averages 1 over
+    the documents' tokens. Then the documents' total block count at any target is about what round(n_tokens / target)
+    per document gives them, so their mean block length stays on target; a document denser in sure cuts than the
+    corpus gets more blocks, one with fewer (down to the floor) fewer."""
+    tokens = sum(n for _, n in documents)
+    sure = [int((np.asarray(p) > threshold).sum()) + 1 for p, _ in documents]
+    density = sum(sure) / tokens
+    scale = sum(max(floor * n, s / density) for s, (_, n) in zip(sure, documents)) / tokens
+    return {"threshold": threshold, "density": round(density * scale, 8), "floor": round(floor / scale, 6)}
 
 
 def fit_bias(documents: Sequence[tuple[Sequence[int], int, Sequence[float]]], target_tokens: int, prior_weight: float = 1.0,

@@ -25,7 +25,7 @@ from pydantic import ConfigDict, with_config
 from torch import nn
 
 from semanticseg.errors import UserError, validated
-from semanticseg.segmenter.decode import decode
+from semanticseg.segmenter.decode import decode, section_scale
 from semanticseg.segmenter.units import (
     OFFLINE_ENCODER,
     EmbeddingStore,
@@ -69,6 +69,9 @@ class SegmenterConfig:
     # A deep ensemble: this many heads trained apart (seeds seed, seed + 1, ...) on the same unit embeddings, their
     # boundary probabilities averaged before decoding; configs written before it existed have one.
     heads: int = 1
+    # A document's block count follows its own sections (decode.section_scale: threshold, density, floor, fitted on
+    # validation by decode.fit_section_count); empty: round(n_tokens / target) blocks per document.
+    section_count: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -183,24 +186,26 @@ def log_odds(probs: np.ndarray) -> np.ndarray:
 def decode_probabilities(token_offsets: list[int], n_tokens: int, probs: np.ndarray, target_tokens: int | None = 512,
                          min_tokens: int | None = None, max_tokens: int | None = None, threshold: float | None = None,
                          bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0,
-                         bias_band: float | None = None) -> list[int]:
+                         bias_band: float | None = None, section_count: dict[str, float] | None = None) -> list[int]:
     """Indices of the candidates (at token_offsets) to cut at: boundary log-odds decoded by `decode` (with a
     bias table, the target's fitted bias instead of a per-document block count, within bias_band of it when
-    given: SegmenterConfig.bias_band)."""
+    given: SegmenterConfig.bias_band; with section_count, the count scaled by decode.section_scale)."""
     scores = log_odds(probs)
     if threshold is not None:
         if not 0 < threshold < 1:
             raise ValueError("threshold must be between 0 and 1")
         scores = scores - math.log(threshold / (1 - threshold))
         target_tokens = None
+    scale = section_scale(probs, n_tokens, **section_count) if section_count and target_tokens else 1.0
     targets = sorted(bias_by_target or {}, key=float)
     # A band decodes beyond the fitted targets by the per-document block count alone: a bias fitted for another
     # target, taken there, would push every document to the band's edge.
     if target_tokens and targets and (bias_band is None or float(targets[0]) <= target_tokens <= float(targets[-1])):
         bias = float(np.interp(math.log(target_tokens), [math.log(float(k)) for k in targets], [bias_by_target[k] for k in targets]))
         return decode(token_offsets, n_tokens, scores.tolist(), target_tokens, min_tokens, max_tokens, prior_weight=prior_weight,
-                      calibrate=bias_band is not None, bias=bias, band=bias_band or 0.0)
-    return decode(token_offsets, n_tokens, scores.tolist(), target_tokens, min_tokens, max_tokens, prior_weight=prior_weight)
+                      calibrate=bias_band is not None, bias=bias, band=bias_band or 0.0, count_scale=scale)
+    return decode(token_offsets, n_tokens, scores.tolist(), target_tokens, min_tokens, max_tokens, prior_weight=prior_weight,
+                  count_scale=scale)
 
 
 DEFAULT_MODEL = "default"
@@ -328,7 +333,8 @@ class Segmenter:
                     max_tokens: int | None = None, threshold: float | None = None) -> list[int]:
         """Indices of the candidates to cut at, from probabilities, by `decode` (with the config's fitted biases)."""
         return decode_probabilities(units.token_offsets, units.n_tokens, probs, target_tokens, min_tokens, max_tokens, threshold,
-                                    self.config.bias_by_target, self.config.prior_weight, self.config.bias_band)
+                                    self.config.bias_by_target, self.config.prior_weight, self.config.bias_band,
+                                    self.config.section_count)
 
     def blocks(self, units: Units, indices: list[int]) -> list[Block]:
         """Blocks of units.text cut at the candidates at indices."""

@@ -30,7 +30,7 @@ from semanticseg.io import atomic_path, fingerprint, write_json
 from semanticseg.metrics import boundary_f1, pk
 from semanticseg.schema import Instance
 from semanticseg.segmenter.data import load_splits
-from semanticseg.segmenter.decode import fit_bias
+from semanticseg.segmenter.decode import fit_bias, fit_section_count
 from semanticseg.segmenter.model import BoundaryNet, HeadEnsemble, Segmenter, SegmenterConfig, decode_probabilities, log_odds
 from semanticseg.segmenter.units import EmbeddingStore, Units, doc_units
 
@@ -61,6 +61,10 @@ class TrainConfig:
     prior_weight: float = 1.0  # the length prior's weight when decoding
     bias_band: float | None = None  # with fit_bias: SegmenterConfig.bias_band (the bias is fitted under it)
     heads: int = 1  # SegmenterConfig.heads: heads trained with seeds seed, seed + 1, ..., their probabilities averaged
+    # After training, fit SegmenterConfig.section_count on validation (a document's block count follows its cuts
+    # with P(boundary) above this threshold, never under section_floor x the fixed-length count); None: off.
+    section_threshold: float | None = None
+    section_floor: float = 1.0
 
 
 # The settings a checkpoint must have been written with to be resumed (with the data, by its cache keys); epochs,
@@ -124,7 +128,8 @@ BIAS_TARGETS = (256, 512, 1024, 2048, 4096, 8192)
 MIN_FIT_DOCUMENTS = 20
 
 
-def _probabilities(net: BoundaryNet | HeadEnsemble, items: list) -> list[np.ndarray]:
+def item_probabilities(net: BoundaryNet | HeadEnsemble, items: list) -> list[np.ndarray]:
+    """The net's boundary probabilities for each cached item (pass them on to decode items many times)."""
     import torch
 
     with torch.no_grad():  # as Segmenter.probabilities gives them
@@ -133,38 +138,51 @@ def _probabilities(net: BoundaryNet | HeadEnsemble, items: list) -> list[np.ndar
 
 def validation_rows(net: BoundaryNet | HeadEnsemble, items: list, target_tokens: float, tolerance: int = 20,
                     bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0,
-                    bias_band: float | None = None) -> list[tuple[float, float]]:
-    """(boundary F1, Pk) per document (token positions) when decoded at target_tokens, as evaluate scores them."""
+                    bias_band: float | None = None, section_count: dict[str, float] | None = None,
+                    probabilities: list[np.ndarray] | None = None) -> list[tuple[float, float]]:
+    """(boundary F1, Pk) per document (token positions) when decoded at target_tokens, as evaluate scores them
+    (probabilities: item_probabilities(net, items) when already computed)."""
     rows = []
-    for offsets, n_tokens, labels, hypothesis in _decoded(net, items, target_tokens, bias_by_target, prior_weight, bias_band):
+    for offsets, n_tokens, labels, hypothesis in _decoded(net, items, target_tokens, bias_by_target, prior_weight, bias_band, section_count,
+                                                          probabilities):
         reference = [o for o, label in zip(offsets, labels.tolist()) if label]
         rows.append((boundary_f1(reference, hypothesis, tolerance).f1, pk(reference, hypothesis, n_tokens)))
     return rows
 
 
 def validation_mean_block_tokens(net: BoundaryNet | HeadEnsemble, items: list, target_tokens: float, bias_by_target: dict[str, float] | None = None,
-                                 prior_weight: float = 1.0, bias_band: float | None = None) -> float:
+                                 prior_weight: float = 1.0, bias_band: float | None = None,
+                                 section_count: dict[str, float] | None = None, probabilities: list[np.ndarray] | None = None) -> float:
     """Total tokens / total blocks over items when decoded at target_tokens (how well the target is tracked)."""
-    decoded = list(_decoded(net, items, target_tokens, bias_by_target, prior_weight, bias_band))
+    decoded = list(_decoded(net, items, target_tokens, bias_by_target, prior_weight, bias_band, section_count, probabilities))
     return sum(n for _, n, _, _ in decoded) / sum(len(cuts) + 1 for *_, cuts in decoded)
 
 
 def _decoded(net: BoundaryNet | HeadEnsemble, items: list, target_tokens: float, bias_by_target: dict[str, float] | None, prior_weight: float,
-             bias_band: float | None) -> Any:
+             bias_band: float | None, section_count: dict[str, float] | None = None,
+             probabilities: list[np.ndarray] | None = None) -> Any:
     """(candidate offsets, n_tokens, labels, cut token positions) per item, decoded as Segmenter.cut_indices does."""
-    for (*_, labels, positions), probs in zip(items, _probabilities(net, items)):
+    for (*_, labels, positions), probs in zip(items, probabilities or item_probabilities(net, items)):
         offsets, n_tokens = positions[:-1].tolist(), int(positions[-1])
         cuts = decode_probabilities(offsets, n_tokens, probs, max(round(target_tokens), 1), bias_by_target=bias_by_target,
-                                    prior_weight=prior_weight, bias_band=bias_band)
+                                    prior_weight=prior_weight, bias_band=bias_band, section_count=section_count)
         yield offsets, n_tokens, labels, [offsets[i] for i in cuts]
 
 
 def validation_score(net: BoundaryNet | HeadEnsemble, items: list, target_tokens: float, tolerance: int = 20,
                      bias_by_target: dict[str, float] | None = None, prior_weight: float = 1.0,
-                     bias_band: float | None = None) -> float:
+                     bias_band: float | None = None, section_count: dict[str, float] | None = None,
+                     probabilities: list[np.ndarray] | None = None) -> float:
     """Mean over documents of boundary F1 - Pk (validation_rows), the score early stopping and model choice use."""
-    rows = validation_rows(net, items, target_tokens, tolerance, bias_by_target, prior_weight, bias_band)
+    rows = validation_rows(net, items, target_tokens, tolerance, bias_by_target, prior_weight, bias_band, section_count, probabilities)
     return float(np.mean([f1 - p for f1, p in rows]))
+
+
+def section_count_table(net: BoundaryNet | HeadEnsemble, items: list, threshold: float, floor: float,
+                        probabilities: list[np.ndarray] | None = None) -> dict[str, float]:
+    """decode.fit_section_count on items (validation): SegmenterConfig.section_count."""
+    probabilities = probabilities or item_probabilities(net, items)
+    return fit_section_count([(probs, int(positions[-1])) for (*_, positions), probs in zip(items, probabilities)], threshold, floor)
 
 
 def bias_table(net: BoundaryNet | HeadEnsemble, items: list, prior_weight: float = 1.0, targets: tuple[int, ...] = BIAS_TARGETS,
@@ -172,7 +190,7 @@ def bias_table(net: BoundaryNet | HeadEnsemble, items: list, prior_weight: float
     """decode.fit_bias (with its `rounded` and `band`) on items (validation) at each of targets that min_documents of them
     are long enough for (3 blocks): SegmenterConfig.bias_by_target."""
     docs = []
-    for (*_, positions), probs in zip(items, _probabilities(net, items)):
+    for (*_, positions), probs in zip(items, item_probabilities(net, items)):
         docs.append((positions[:-1].tolist(), int(positions[-1]), log_odds(probs).tolist()))
     return {str(target): round(fit_bias(docs, target, prior_weight, rounded, band), 4) for target in targets
             if sum(n >= 3 * target for _, n, _ in docs) >= min_documents}
@@ -333,6 +351,8 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     cpu_val_items = [tuple(x.cpu() for x in item) for item in val_items]
     if config.fit_bias:
         seg.config.bias_by_target = bias_table(seg.net, cpu_val_items, config.prior_weight, band=config.bias_band)  # fitted as it will decode: under the band
+    if config.section_threshold is not None:
+        seg.config.section_count = section_count_table(seg.net, cpu_val_items, config.section_threshold, config.section_floor)
     seg.save(out)
     n_params = sum(p.numel() for p in seg.net.parameters())
     records = [{"seed": config.seed + k, "epochs": state["epoch"], "best_val_score": state["best_score"], "history": state["history"]}
@@ -342,7 +362,8 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     else:  # each head's record, and the score of their averaged probabilities decoded as the model will decode them
         summary = {"heads": records, "epochs": [r["epochs"] for r in records],
                    "best_val_score": validation_score(seg.net, cpu_val_items, reference_mean, bias_by_target=seg.config.bias_by_target,
-                                                      prior_weight=config.prior_weight, bias_band=config.bias_band)}
+                                                      prior_weight=config.prior_weight, bias_band=config.bias_band,
+                                                      section_count=seg.config.section_count)}
     summary |= {"device": device, "train_documents": len(train_items), "validation_documents": len(val_items), "pos_weight": float(pos_weight),
                 "head_parameters": n_params, "data": str(config.data)}
     write_json(out / "training.json", summary)
