@@ -45,6 +45,13 @@ RECIPE = {
     # bench/choose_ensemble.py (docs/segmenter_choices.md); one head's result was its seed's.
     "heads": 3,
     "prior_weight": 0.3,
+    # A document's block count follows its own sections: round(n_tokens / target) scaled by its density of cuts with
+    # P(boundary) > 0.75 over validation's, floored at 1.2 of that density (both rescaled so that the mean block length
+    # stays on target: SegmenterConfig.section_count, fitted on validation after training), so a document keeps about
+    # the fixed-length count unless it shows more sections: the validation choice of bench/choose_section_count.py
+    # (docs/segmenter_choices.md).
+    "section_threshold": 0.75,
+    "section_floor": 1.2,
     "device": "cpu",
 }
 SHIPPED = ("config.json", "model.safetensors", "training.json", "train_config.json")
