@@ -42,8 +42,15 @@ from build_default_segmenter import RECIPE  # noqa: E402
 from choose_default_segmenter import _baselines_by_category, _by_category, _categories_won, _reference_mean  # noqa: E402
 
 from semanticseg.segmenter.data import load_splits  # noqa: E402
-from semanticseg.segmenter.model import Segmenter, SegmenterConfig  # noqa: E402
-from semanticseg.segmenter.train import TrainConfig, cache_key, train, validation_rows, validation_score  # noqa: E402
+from semanticseg.segmenter.model import Segmenter  # noqa: E402
+from semanticseg.segmenter.train import (  # noqa: E402
+    TrainConfig,
+    cache_key,
+    segmenter_config,
+    train,
+    validation_rows,
+    validation_score,
+)
 
 HEADS = 3
 PRIORS = (1.0, 0.3)
@@ -51,9 +58,7 @@ PRIORS = (1.0, 0.3)
 
 def _checked_cache(base: Path, split: str, instances: list) -> Path:
     """base's cached split, if its key is the one RECIPE's inputs give (else training would embed again)."""
-    recipe = TrainConfig(data="", out="", **RECIPE)
-    config = SegmenterConfig(encoder=recipe.encoder, max_unit_tokens=recipe.max_unit_tokens, encoding=recipe.encoding,
-                             voter_target_tokens=recipe.voter_target_tokens, feature_set=recipe.feature_set)
+    config = segmenter_config(TrainConfig(data="", out="", **RECIPE))
     path = base / "cache" / f"{split}.pt"
     if torch.load(path, weights_only=True)["key"] != cache_key(instances, config):
         raise SystemExit(f"{path}: not the cache of RECIPE's inputs for this benchmark")

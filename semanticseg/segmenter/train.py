@@ -278,6 +278,14 @@ def _train_head(config: TrainConfig, seed: int, seg_config: SegmenterConfig, ite
     return net, state
 
 
+def segmenter_config(config: TrainConfig) -> SegmenterConfig:
+    """The model config a run with these settings trains (before the fitted decoding settings); its inputs part
+    decides the cache keys of the embedded splits (cache_key)."""
+    return SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
+                           max_unit_tokens=config.max_unit_tokens, encoding=config.encoding,
+                           voter_target_tokens=config.voter_target_tokens, feature_set=config.feature_set, heads=config.heads)
+
+
 def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     """Train on config.data's train split, stop early on the validation score, save the best model to config.out."""
     import torch
@@ -301,9 +309,7 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
                 splits[name] = [inst for k, inst in enumerate(splits[name]) if k in keep]
     checkpoint = out / "checkpoint.pt"
     saved = load_checkpoint(checkpoint) if checkpoint.exists() else None  # before the slow embedding: a bad file fails fast
-    seg = Segmenter(SegmenterConfig(encoder=config.encoder, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
-                                    max_unit_tokens=config.max_unit_tokens, encoding=config.encoding,
-                                    voter_target_tokens=config.voter_target_tokens, feature_set=config.feature_set, heads=config.heads))
+    seg = Segmenter(segmenter_config(config))
     # One store for both splits (the concatenation instances are passages of the authored ones, so most of their
     # units are embedded once), on disk while embedding: a run interrupted there keeps what it embedded, and the rerun
     # embeds the rest in the batches an uninterrupted run would (the encoder's low bits depend on the batch). Named by
