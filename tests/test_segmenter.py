@@ -461,6 +461,31 @@ def test_segment_cli_baseline_streams_files_and_rejects_binary(tmp_path):
 
 
 @pytest.mark.slow
+def test_segment_cli_fixed_count_gives_the_fixed_length_count_instead_of_the_sections(tmp_path):
+    from semanticseg.cli import app
+    from semanticseg.segmenter.decode import section_scale
+    from semanticseg.segmenter.model import Segmenter
+    from semanticseg.segmenter.units import doc_units
+
+    seg = Segmenter.load()
+    assert seg.config.section_count  # the shipped model's count follows the sections
+    texts = [d.text for d in _docs()[:6]]
+    scales = [section_scale(seg.probabilities(u), u.n_tokens, **seg.config.section_count) for u in (doc_units(t) for t in texts)]
+    text = texts[max(range(len(texts)), key=lambda k: scales[k])]  # the document densest in sure cuts
+    path = tmp_path / "doc.txt"
+    path.write_text(text)
+    fixed = round(doc_units(text).n_tokens / 256)
+    counts = {}
+    for flags in ([], ["--fixed-count"]):
+        result = CliRunner().invoke(app, ["segment", str(path), "--target-tokens", "256", *flags])
+        assert result.exit_code == 0, result.output
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        assert "".join(r["text"] for r in records) == text
+        counts[bool(flags)] = len(records)
+    assert abs(counts[True] - fixed) <= 1 and counts[False] > fixed + 1, (counts, fixed)
+
+
+@pytest.mark.slow
 def test_cheap_baselines_cut_inside_the_text():
     from semanticseg.segmenter.baselines import get_methods
 

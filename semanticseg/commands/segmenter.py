@@ -92,6 +92,11 @@ def segment_cmd(
         help="Kind of text, for format-aware candidate cuts: a category name (e.g. code, chat), or unknown (prose rules).",
     ),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl: one JSON object per block (file, block, start, end, n_tokens, text); text: blocks with a separator line."),
+    fixed_count: bool = typer.Option(
+        False, "--fixed-count",
+        help="Segmenter: round(n_tokens / target) blocks per file, instead of a count that follows the file's own sections "
+             "(the default model's: more blocks where it is sure of more sections, a few fewer where it sees none).",
+    ),
 ) -> None:
     """Cut text files into self-contained blocks; streams one file after another to stdout.
 
@@ -115,6 +120,8 @@ def segment_cmd(
             from semanticseg.segmenter.model import Segmenter
 
             seg = Segmenter.load(model)
+            if fixed_count:
+                seg.config.section_count = {}
         else:
             runner = get_methods([method])[0]
     except (FileNotFoundError, ValueError) as err:
