@@ -143,7 +143,7 @@ class OnnxEncoder:
     def from_model(cls, model: Any) -> OnnxEncoder:
         """The encoder of a loaded SentenceTransformer (its max_seq_length), exported first if the cache lacks it."""
         folder = model_folder(model)
-        _check_folder(folder)
+        _check_folder(folder)  # before the export (a minute of work): __init__ checks again, for callers with a folder only
         ensure_export(folder, model)
         return cls(folder, model.max_seq_length)
 
