@@ -221,16 +221,23 @@ def _check_resumes(checkpoint: Path, saved: dict | None, run: dict) -> None:
         raise UserError(f"{checkpoint}: written by a run with other {changed}; rerun with those to resume, or delete it to start over")
 
 
-def _train_head(config: TrainConfig, seed: int, seg_config: SegmenterConfig, items: tuple[list, list], pos_weight: Any,
-                reference_mean: float, resume: tuple[Path, dict | None, dict], device: str, progress: Any, name: str) -> tuple[Any, dict]:
-    """One head trained with seed on items (train, validation), stopped early on the validation score; resume is
-    (the checkpoint written each epoch, its contents to resume from or None, the run it belongs to). Returns the head
+@dataclass(frozen=True)
+class HeadCheckpoint:
+    """Where one head's training state is written each epoch, what it holds now (None: start afresh), and the run
+    settings it belongs to (written beside it, checked on resume)."""
+
+    path: Path
+    saved: dict | None
+    run: dict
+
+
+def _train_head(config: TrainConfig, seed: int, seg_config: SegmenterConfig, train_items: list, val_items: list, pos_weight: Any,
+                reference_mean: float, checkpoint: HeadCheckpoint, device: str, progress: Any, name: str) -> tuple[Any, dict]:
+    """One head trained with seed, stopped early on the validation score, resuming from checkpoint. Returns the head
     with the best epoch's weights and the training state (epochs, best score, history)."""
     import torch
 
-    train_items, val_items = items
-    checkpoint, saved, run = resume
-
+    saved = checkpoint.saved
     torch.manual_seed(seed)  # the head's initial weights and dropout draws
     # A one-head run (every run before ensembles) drew its weights after the untrained net of train()'s Segmenter had
     # drawn its own (with the default embed_dim): drawn here too, so that a one-head model trains to the bytes it did
@@ -270,8 +277,9 @@ def _train_head(config: TrainConfig, seed: int, seg_config: SegmenterConfig, ite
             state.update(best_score=val_score, bad_epochs=0, best_state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
         else:
             state["bad_epochs"] += 1
-        with atomic_path(checkpoint) as tmp:
-            torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "state": state, "rng": _rng_state(device), "run": run}, tmp)
+        with atomic_path(checkpoint.path) as tmp:
+            torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "state": state, "rng": _rng_state(device),
+                        "run": checkpoint.run}, tmp)
         if progress:
             progress.update(task, completed=state["epoch"], info=f"val F1-Pk {val_score:.3f} (best {state['best_score']:.3f}), loss {val_loss:.3f}")
     net.load_state_dict(state["best_state"])
@@ -348,8 +356,8 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
         head_run = run | {"seed": config.seed + k}
         _check_resumes(path, head_saved, head_run)
         task = "train" if seg.config.heads == 1 else f"train head {k + 1}/{seg.config.heads}"
-        heads.append(_train_head(config, config.seed + k, seg.config, (train_items, val_items), pos_weight, reference_mean,
-                                 (path, head_saved, head_run), device, progress, task))
+        heads.append(_train_head(config, config.seed + k, seg.config, train_items, val_items, pos_weight, reference_mean,
+                                 HeadCheckpoint(path, head_saved, head_run), device, progress, task))
     nets = [net.cpu().eval() for net, _ in heads]
     seg.net = nets[0] if len(nets) == 1 else HeadEnsemble(seg.config, nets).eval()
     seg.config.prior_weight = config.prior_weight
