@@ -365,8 +365,11 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
     cpu_val_items = [tuple(x.cpu() for x in item) for item in val_items]
     if config.fit_bias:
         seg.config.bias_by_target = bias_table(seg.net, cpu_val_items, config.prior_weight, band=config.bias_band)  # fitted as it will decode: under the band
+    # Read by the section count's fit and the ensemble's score: computed once, and only when one of them runs.
+    val_probabilities = item_probabilities(seg.net, cpu_val_items) if config.section_threshold is not None or len(heads) > 1 else None
     if config.section_threshold is not None:
-        seg.config.section_count = section_count_table(seg.net, cpu_val_items, config.section_threshold, config.section_floor)
+        seg.config.section_count = section_count_table(seg.net, cpu_val_items, config.section_threshold, config.section_floor,
+                                                       val_probabilities)
     seg.save(out)
     n_params = sum(p.numel() for p in seg.net.parameters())
     records = [{"seed": config.seed + k, "epochs": state["epoch"], "best_val_score": state["best_score"], "history": state["history"]}
@@ -377,7 +380,7 @@ def train(config: TrainConfig, progress: Any = None) -> dict[str, Any]:
         summary = {"heads": records, "epochs": [r["epochs"] for r in records],
                    "best_val_score": validation_score(seg.net, cpu_val_items, reference_mean, bias_by_target=seg.config.bias_by_target,
                                                       prior_weight=config.prior_weight, bias_band=config.bias_band,
-                                                      section_count=seg.config.section_count)}
+                                                      section_count=seg.config.section_count, probabilities=val_probabilities)}
     summary |= {"device": device, "train_documents": len(train_items), "validation_documents": len(val_items), "pos_weight": float(pos_weight),
                 "head_parameters": n_params, "data": str(config.data)}
     write_json(out / "training.json", summary)
